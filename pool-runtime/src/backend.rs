@@ -1,0 +1,187 @@
+//! The databases a [`Pool`](crate::Pool) can hold connections to, and how
+//! each turns [`PoolSettings`] into connect options.
+//!
+//! What sqlx cannot do, and so neither can we: TCP keepalive settings
+//! (sqlx exposes no socket options; use the server's `tcp_keepalives_*`
+//! instead) and a libpq-style `connect_timeout` URL parameter (the pool
+//! bounds every connect with [`PoolSettings::connect_timeout`] itself).
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::{ConnectOptions, Connection};
+
+use crate::{Error, PoolSettings};
+
+/// What the server allows, read once from the first connection so that
+/// [`Status`](crate::Status) can warn about a pool too large for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ServerLimits {
+    /// Connections the server accepts from ordinary roles
+    /// (`max_connections - superuser_reserved_connections`).
+    pub max_connections: Option<u32>,
+    /// The server closes sessions idle this long (`idle_session_timeout`).
+    pub idle_session_timeout: Option<Duration>,
+}
+
+/// A database the pool supports: its connect options and server probe.
+pub trait Backend: sqlx::Database {
+    /// Connect options built once from the settings.
+    type Options: Clone + Send + Sync + 'static;
+
+    /// Builds connect options, or says what is wrong with the URL.
+    fn options(settings: &PoolSettings) -> Result<Self::Options, Error>;
+
+    /// Opens one connection (the pool bounds it with `connect_timeout`).
+    fn connect(
+        options: &Self::Options,
+    ) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send + '_;
+
+    /// Ends any transaction, including one begun with a raw `BEGIN` that
+    /// sqlx does not track (for `ResetOnReturn::RollbackAlways`).
+    fn rollback_any(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + '_;
+
+    /// Reads the server's connection limits; `None` where it has none.
+    fn server_limits(
+        _conn: &mut Self::Connection,
+    ) -> impl Future<Output = Option<ServerLimits>> + Send + '_ {
+        async { None }
+    }
+}
+
+fn bad_url(settings: &PoolSettings, err: sqlx::Error) -> Error {
+    Error::InvalidSettings(format!(
+        "url {} cannot be used: {err}",
+        settings.url.redacted()
+    ))
+}
+
+#[cfg(feature = "postgres")]
+impl Backend for sqlx::Postgres {
+    type Options = sqlx::postgres::PgConnectOptions;
+
+    fn options(settings: &PoolSettings) -> Result<Self::Options, Error> {
+        use sqlx::postgres::{PgConnectOptions, PgSslMode};
+        let url = settings.url.expose();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::InvalidSettings(format!(
+                "url {} is not a PostgreSQL URL (expected postgres://user:password@host:port/database)",
+                settings.url.redacted()
+            )));
+        }
+        let mut options: PgConnectOptions = url.parse().map_err(|e| bad_url(settings, e))?;
+        options = options.statement_cache_capacity(settings.statement_cache_capacity);
+        if let Some(name) = &settings.application_name {
+            options = options.application_name(name);
+        }
+        if let Some(timeout) = settings.statement_timeout {
+            options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
+        }
+        if let Some(mode) = settings.sslmode {
+            options = options.ssl_mode(match mode {
+                crate::SslMode::Disable => PgSslMode::Disable,
+                crate::SslMode::Allow => PgSslMode::Allow,
+                crate::SslMode::Prefer => PgSslMode::Prefer,
+                crate::SslMode::Require => PgSslMode::Require,
+                crate::SslMode::VerifyCa => PgSslMode::VerifyCa,
+                crate::SslMode::VerifyFull => PgSslMode::VerifyFull,
+            });
+        }
+        Ok(options)
+    }
+
+    fn connect(
+        options: &Self::Options,
+    ) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send + '_ {
+        options.connect()
+    }
+
+    fn rollback_any(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + '_ {
+        // Outside a transaction PostgreSQL only warns.
+        async move { sqlx::query("ROLLBACK").execute(&mut *conn).await.map(drop) }
+    }
+
+    fn server_limits(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Option<ServerLimits>> + Send + '_ {
+        async move {
+            let row: (i32, i32, String) = sqlx::query_as(
+                "SELECT current_setting('max_connections')::int, \
+                        current_setting('superuser_reserved_connections')::int, \
+                        current_setting('idle_session_timeout')",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .ok()?;
+            let (max, reserved, idle) = row;
+            let idle = match idle.trim() {
+                "0" => None,
+                text => humantime::parse_duration(text).ok(),
+            };
+            Some(ServerLimits {
+                max_connections: u32::try_from(max - reserved).ok(),
+                idle_session_timeout: idle,
+            })
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl Backend for sqlx::Sqlite {
+    type Options = sqlx::sqlite::SqliteConnectOptions;
+
+    fn options(settings: &PoolSettings) -> Result<Self::Options, Error> {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+        let url = settings.url.expose();
+        if !url.starts_with("sqlite:") {
+            return Err(Error::InvalidSettings(format!(
+                "url {} is not a SQLite URL (expected sqlite://path/to/file.db or sqlite::memory:)",
+                settings.url.redacted()
+            )));
+        }
+        let lite = &settings.sqlite;
+        let mut options: SqliteConnectOptions = url.parse().map_err(|e| bad_url(settings, e))?;
+        options = options
+            .create_if_missing(lite.create_if_missing)
+            .busy_timeout(lite.busy_timeout)
+            .statement_cache_capacity(settings.statement_cache_capacity);
+        if lite.wal {
+            options = options.journal_mode(SqliteJournalMode::Wal);
+        }
+        if let Some(pages) = lite.cache_size {
+            options = options.pragma("cache_size", pages.to_string());
+        }
+        if let Some(bytes) = lite.mmap_size {
+            options = options.pragma("mmap_size", bytes.to_string());
+        }
+        Ok(options)
+    }
+
+    fn connect(
+        options: &Self::Options,
+    ) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send + '_ {
+        options.connect()
+    }
+
+    fn rollback_any(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + '_ {
+        async move {
+            match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                Ok(_) => Ok(()),
+                // SQLite errors when no transaction is active: nothing to undo.
+                Err(sqlx::Error::Database(e)) if e.message().contains("no transaction") => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Pings through sqlx's `Connection::ping`; a helper so call sites read well.
+pub(crate) async fn ping<DB: Backend>(conn: &mut DB::Connection) -> Result<(), sqlx::Error> {
+    conn.ping().await
+}

@@ -1,0 +1,111 @@
+//! The pool's errors. Every message says what happened and the numbers that
+//! explain it; none contains a password.
+
+use std::time::Duration;
+
+/// Why a pool operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `acquire` waited `pool_timeout` without getting a connection.
+    #[error(transparent)]
+    Timeout(Box<TimeoutError>),
+    /// Opening a connection failed.
+    #[error("could not connect to {url}: {source}")]
+    Connect {
+        /// The URL, password masked.
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Opening a connection took longer than `connect_timeout`.
+    #[error("connecting to {url} timed out after {timeout:?} (connect_timeout)")]
+    ConnectTimeout {
+        /// The URL, password masked.
+        url: String,
+        /// The configured bound.
+        timeout: Duration,
+    },
+    /// The pool was closed; no more checkouts.
+    #[error("the pool \"{0}\" is closed")]
+    Closed(String),
+    /// The settings contradict themselves or cannot be used.
+    #[error("invalid pool settings: {0}")]
+    InvalidSettings(String),
+    /// An error from the database while using a connection.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Everything known when an acquire timed out: SQLAlchemy's "QueuePool
+/// limit of size 10 overflow 20 reached, connection timed out, timeout
+/// 30.00", plus who is holding the connections.
+#[derive(Debug, Clone)]
+pub struct TimeoutError {
+    /// Pool name.
+    pub pool: String,
+    /// `pool_size`.
+    pub size: u32,
+    /// `max_overflow`.
+    pub max_overflow: u32,
+    /// Connections checked out when the wait ended.
+    pub checked_out: u32,
+    /// Idle connections when the wait ended.
+    pub idle: u32,
+    /// Other callers still waiting.
+    pub waiting: u32,
+    /// How long this caller waited.
+    pub waited: Duration,
+    /// The configured `pool_timeout`.
+    pub timeout: Duration,
+    /// The call site and hold time of the longest-held connection.
+    pub oldest_holder: Option<(String, Duration)>,
+}
+
+impl std::fmt::Display for TimeoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pool \"{}\": QueuePool limit of size {} overflow {} reached, connection timed out \
+             after waiting {:.2}s (pool_timeout {:.2}s); {} checked out, {} idle, {} other \
+             callers waiting",
+            self.pool,
+            self.size,
+            self.max_overflow,
+            self.waited.as_secs_f64(),
+            self.timeout.as_secs_f64(),
+            self.checked_out,
+            self.idle,
+            self.waiting,
+        )?;
+        if let Some((site, held)) = &self.oldest_holder {
+            write!(f, "; oldest connection held for {:.2}s, acquired at {site}", held.as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TimeoutError {}
+
+impl Error {
+    /// True for [`Error::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_))
+    }
+}
+
+impl From<Error> for sqlx::Error {
+    /// Keeps the full message: timeouts become an I/O error of kind
+    /// `TimedOut` whose source is ours, so `fetch_one(&pool)` callers see
+    /// the counts too.
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Database(e) | Error::Connect { source: e, .. } => e,
+            Error::Closed(_) => sqlx::Error::PoolClosed,
+            Error::Timeout(_) | Error::ConnectTimeout { .. } => {
+                sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, err))
+            }
+            Error::InvalidSettings(_) => sqlx::Error::Configuration(Box::new(err)),
+        }
+    }
+}

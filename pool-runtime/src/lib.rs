@@ -1,0 +1,44 @@
+//! Typed, observable connection pools over sqlx connections.
+//!
+//! [`Pool`] gives SQLAlchemy's QueuePool semantics (size, overflow, timeout,
+//! recycle, pre-ping, reset on return) and a NullPool, with a consistent
+//! [`Status`], health, metrics and leak detection. Configuration comes from
+//! [`PoolSettings`], by hand or from `#[derive(PoolConfig)]`.
+//!
+//! ```no_run
+//! use pool_runtime::{Pool, PoolSettings};
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings = PoolSettings::builder("postgres://app@localhost/app")
+//!     .pool_size(10)
+//!     .max_overflow(20)
+//!     .build()?;
+//! let pool: Pool<sqlx::Postgres> = Pool::connect(settings).await?;
+//! let (one,): (i32,) = sqlx::query_as("SELECT 1").fetch_one(&pool).await?;
+//! assert_eq!(one, 1);
+//! println!("{}", pool.status());
+//! # Ok(()) }
+//! ```
+
+pub mod backend;
+pub mod config;
+mod error;
+pub mod observe;
+mod pool;
+pub mod secret;
+mod settings;
+
+pub use backend::Backend;
+pub use error::{Error, TimeoutError};
+pub use pool::{Pool, PooledConnection, Transaction};
+pub use observe::status::{CloseReason, Health, Status};
+pub use secret::Secret;
+pub use settings::{
+    HealthThresholds, PoolClass, PoolSettings, PoolSettingsBuilder, ResetOnReturn, SqliteSettings,
+    SslMode,
+};
+
+// TEMP(lead): re-export restored once pool-macros defines the derive.
+// pub use pool_macros::PoolConfig;
+
+/// Re-exported so generated code and users name one sqlx.
+pub use sqlx;

@@ -1,0 +1,134 @@
+//! Metric names and units published through the [`metrics`] facade.
+//!
+//! Every series carries a `pool` label with the pool's name. Install your
+//! recorder (for example `metrics-exporter-prometheus`) before connecting
+//! pools: handles are registered once per pool, so the hot path is a
+//! plain atomic update. Turn publishing off with `PoolSettings::metrics`.
+//!
+//! | name | kind | unit | meaning |
+//! |---|---|---|---|
+//! | `db_pool_connections_open` | gauge | connections | open (idle + in use + connecting) |
+//! | `db_pool_connections_idle` | gauge | connections | idle in the pool |
+//! | `db_pool_connections_in_use` | gauge | connections | checked out |
+//! | `db_pool_connections_overflow` | gauge | connections | open beyond `pool_size` |
+//! | `db_pool_waiters` | gauge | tasks | waiting in `acquire` |
+//! | `db_pool_utilization_ratio` | gauge | ratio 0–1 | in use / (size + overflow) |
+//! | `db_pool_acquire_wait_seconds` | histogram | seconds | time `acquire` waited |
+//! | `db_pool_connections_opened_total` | counter | connections | connections opened |
+//! | `db_pool_connections_closed_total` | counter | connections | closed, label `reason` |
+//! | `db_pool_connect_errors_total` | counter | errors | failed connects |
+//! | `db_pool_timeouts_total` | counter | errors | acquires that hit `pool_timeout` |
+//! | `db_pool_pre_ping_failures_total` | counter | events | idle connections found dead |
+//! | `db_pool_leaks_total` | counter | events | connections held past `leak_threshold` |
+
+use metrics::{Counter, Gauge, Histogram, Unit};
+
+use crate::CloseReason;
+
+pub const CONNECTIONS_OPEN: &str = "db_pool_connections_open";
+pub const CONNECTIONS_IDLE: &str = "db_pool_connections_idle";
+pub const CONNECTIONS_IN_USE: &str = "db_pool_connections_in_use";
+pub const CONNECTIONS_OVERFLOW: &str = "db_pool_connections_overflow";
+pub const WAITERS: &str = "db_pool_waiters";
+pub const UTILIZATION: &str = "db_pool_utilization_ratio";
+pub const ACQUIRE_WAIT: &str = "db_pool_acquire_wait_seconds";
+pub const OPENED_TOTAL: &str = "db_pool_connections_opened_total";
+pub const CLOSED_TOTAL: &str = "db_pool_connections_closed_total";
+pub const CONNECT_ERRORS_TOTAL: &str = "db_pool_connect_errors_total";
+pub const TIMEOUTS_TOTAL: &str = "db_pool_timeouts_total";
+pub const PRE_PING_FAILURES_TOTAL: &str = "db_pool_pre_ping_failures_total";
+pub const LEAKS_TOTAL: &str = "db_pool_leaks_total";
+
+/// Registers descriptions and units of every metric with the installed
+/// recorder. Call once after installing it.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(CONNECTIONS_OPEN, Unit::Count, "Open connections (idle + in use + connecting)");
+    describe_gauge!(CONNECTIONS_IDLE, Unit::Count, "Idle connections in the pool");
+    describe_gauge!(CONNECTIONS_IN_USE, Unit::Count, "Connections checked out");
+    describe_gauge!(CONNECTIONS_OVERFLOW, Unit::Count, "Open connections beyond pool_size");
+    describe_gauge!(WAITERS, Unit::Count, "Tasks waiting in acquire");
+    describe_gauge!(UTILIZATION, Unit::Percent, "Checked out / (pool_size + max_overflow), 0-1");
+    describe_histogram!(ACQUIRE_WAIT, Unit::Seconds, "Time acquire waited for a connection");
+    describe_counter!(OPENED_TOTAL, Unit::Count, "Connections opened");
+    describe_counter!(CLOSED_TOTAL, Unit::Count, "Connections closed, by reason");
+    describe_counter!(CONNECT_ERRORS_TOTAL, Unit::Count, "Failed connection attempts");
+    describe_counter!(TIMEOUTS_TOTAL, Unit::Count, "Acquires that hit pool_timeout");
+    describe_counter!(PRE_PING_FAILURES_TOTAL, Unit::Count, "Idle connections found dead by pre-ping");
+    describe_counter!(LEAKS_TOTAL, Unit::Count, "Connections held longer than leak_threshold");
+}
+
+/// One pool's registered handles (no-ops when metrics are off).
+pub(crate) struct PoolMetrics {
+    pub open: Gauge,
+    pub idle: Gauge,
+    pub in_use: Gauge,
+    pub overflow: Gauge,
+    pub waiters: Gauge,
+    pub utilization: Gauge,
+    pub acquire_wait: Histogram,
+    pub opened: Counter,
+    pub closed: [Counter; CloseReason::ALL.len()],
+    pub connect_errors: Counter,
+    pub timeouts: Counter,
+    pub ping_failures: Counter,
+    pub leaks: Counter,
+}
+
+impl PoolMetrics {
+    pub(crate) fn new(pool: &str, enabled: bool) -> Self {
+        if !enabled {
+            return Self::noop();
+        }
+        let pool = pool.to_owned();
+        let label = || [("pool", pool.clone())];
+        Self {
+            open: metrics::gauge!(CONNECTIONS_OPEN, &label()),
+            idle: metrics::gauge!(CONNECTIONS_IDLE, &label()),
+            in_use: metrics::gauge!(CONNECTIONS_IN_USE, &label()),
+            overflow: metrics::gauge!(CONNECTIONS_OVERFLOW, &label()),
+            waiters: metrics::gauge!(WAITERS, &label()),
+            utilization: metrics::gauge!(UTILIZATION, &label()),
+            acquire_wait: metrics::histogram!(ACQUIRE_WAIT, &label()),
+            opened: metrics::counter!(OPENED_TOTAL, &label()),
+            closed: CloseReason::ALL.map(|reason| {
+                metrics::counter!(CLOSED_TOTAL, "pool" => pool.clone(), "reason" => reason.as_str())
+            }),
+            connect_errors: metrics::counter!(CONNECT_ERRORS_TOTAL, &label()),
+            timeouts: metrics::counter!(TIMEOUTS_TOTAL, &label()),
+            ping_failures: metrics::counter!(PRE_PING_FAILURES_TOTAL, &label()),
+            leaks: metrics::counter!(LEAKS_TOTAL, &label()),
+        }
+    }
+
+    fn noop() -> Self {
+        Self {
+            open: Gauge::noop(),
+            idle: Gauge::noop(),
+            in_use: Gauge::noop(),
+            overflow: Gauge::noop(),
+            waiters: Gauge::noop(),
+            utilization: Gauge::noop(),
+            acquire_wait: Histogram::noop(),
+            opened: Counter::noop(),
+            closed: CloseReason::ALL.map(|_| Counter::noop()),
+            connect_errors: Counter::noop(),
+            timeouts: Counter::noop(),
+            ping_failures: Counter::noop(),
+            leaks: Counter::noop(),
+        }
+    }
+
+    pub(crate) fn closed(&self, reason: CloseReason) {
+        self.closed[reason as usize].increment(1);
+    }
+
+    pub(crate) fn publish(&self, status: &crate::Status) {
+        self.open.set(f64::from(status.size));
+        self.idle.set(f64::from(status.checked_in));
+        self.in_use.set(f64::from(status.checked_out));
+        self.overflow.set(f64::from(status.overflow));
+        self.waiters.set(f64::from(status.waiting));
+        self.utilization.set(status.utilization_percent / 100.0);
+    }
+}

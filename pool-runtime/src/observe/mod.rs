@@ -1,0 +1,10 @@
+//! Seeing what a pool does: [`status`] (a consistent snapshot with health
+//! and advice), [`metrics`] (names published through the `metrics` facade),
+//! leak detection ([`leak`]) and wait-time statistics ([`wait`]).
+//! Checkout, checkin, connect and close are `tracing` events (target
+//! `pool_runtime::events`) when `echo_pool` is on.
+
+pub(crate) mod leak;
+pub mod metrics;
+pub mod status;
+pub(crate) mod wait;

@@ -1,0 +1,386 @@
+//! A consistent snapshot of a pool: counts read under the same lock that
+//! changes them, health from configurable thresholds, and advice in words.
+
+use std::fmt;
+use std::time::Duration;
+
+pub use super::wait::WaitSummary;
+use crate::backend::ServerLimits;
+use crate::{PoolClass, PoolSettings};
+
+/// Why a connection was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// Returned while `pool_size` were already idle.
+    Overflow,
+    /// Older than `pool_recycle`.
+    Recycle,
+    /// Failed its pre-ping.
+    PingFailed,
+    /// Rolling back on return failed or timed out.
+    ResetFailed,
+    /// NullPool: every connection closes on return.
+    NullPool,
+    /// The pool was closed.
+    PoolClosed,
+    /// Discarded by its holder, or by a cancelled checkout.
+    Discarded,
+}
+
+impl CloseReason {
+    /// Every reason, in the order of [`ClosedCounts`].
+    pub const ALL: [CloseReason; 7] = [
+        Self::Overflow,
+        Self::Recycle,
+        Self::PingFailed,
+        Self::ResetFailed,
+        Self::NullPool,
+        Self::PoolClosed,
+        Self::Discarded,
+    ];
+
+    /// The label used in metrics and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Overflow => "overflow",
+            Self::Recycle => "recycle",
+            Self::PingFailed => "ping_failed",
+            Self::ResetFailed => "reset_failed",
+            Self::NullPool => "null_pool",
+            Self::PoolClosed => "pool_closed",
+            Self::Discarded => "discarded",
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Connections closed so far, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClosedCounts {
+    pub overflow: u64,
+    pub recycle: u64,
+    pub ping_failed: u64,
+    pub reset_failed: u64,
+    pub null_pool: u64,
+    pub pool_closed: u64,
+    pub discarded: u64,
+}
+
+impl ClosedCounts {
+    pub(crate) fn add(&mut self, reason: CloseReason) {
+        let slot = match reason {
+            CloseReason::Overflow => &mut self.overflow,
+            CloseReason::Recycle => &mut self.recycle,
+            CloseReason::PingFailed => &mut self.ping_failed,
+            CloseReason::ResetFailed => &mut self.reset_failed,
+            CloseReason::NullPool => &mut self.null_pool,
+            CloseReason::PoolClosed => &mut self.pool_closed,
+            CloseReason::Discarded => &mut self.discarded,
+        };
+        *slot += 1;
+    }
+
+    /// All closes.
+    pub fn total(&self) -> u64 {
+        self.overflow
+            + self.recycle
+            + self.ping_failed
+            + self.reset_failed
+            + self.null_pool
+            + self.pool_closed
+            + self.discarded
+    }
+}
+
+/// Cumulative counters since the pool started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    /// Successful checkouts.
+    pub acquired: u64,
+    /// Connections opened.
+    pub opened: u64,
+    /// Connections closed, by reason.
+    pub closed: ClosedCounts,
+    /// Failed connection attempts.
+    pub connect_errors: u64,
+    /// Acquires that hit `pool_timeout`.
+    pub timeouts: u64,
+    /// Idle connections found dead by pre-ping.
+    pub ping_failures: u64,
+    /// Connections reported held past `leak_threshold`.
+    pub leaks: u64,
+}
+
+/// Overall judgement of a pool's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Below the warning threshold, nobody waiting long.
+    Healthy,
+    /// Busy: at or above the warning threshold, or callers waiting.
+    Warning,
+    /// Near exhaustion: at or above the critical threshold, recent
+    /// timeouts, or waits above half of `pool_timeout`.
+    Critical,
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Healthy => "healthy",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        })
+    }
+}
+
+/// A snapshot of a pool. Counts are consistent with each other.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Status {
+    /// Pool name.
+    pub name: String,
+    /// Queue or Null.
+    pub pool_class: PoolClass,
+    /// Connections open (idle + in use + connecting).
+    pub size: u32,
+    /// Configured `pool_size`.
+    pub pool_size: u32,
+    /// Idle connections.
+    pub checked_in: u32,
+    /// Connections held by callers.
+    pub checked_out: u32,
+    /// Connections being opened.
+    pub connecting: u32,
+    /// Open connections beyond `pool_size`.
+    pub overflow: u32,
+    /// Configured `max_overflow`.
+    pub max_overflow: u32,
+    /// Callers waiting in `acquire`.
+    pub waiting: u32,
+    /// Checked out and connecting, as a percentage of size + overflow.
+    pub utilization_percent: f64,
+    /// Judgement from utilization, waiters and recent waits.
+    pub health: Health,
+    /// Acquire wait figures.
+    pub wait: WaitSummary,
+    /// Cumulative counters.
+    pub totals: Totals,
+    /// The longest-held connection: where it was acquired and for how long.
+    pub oldest_checkout: Option<OldestCheckout>,
+    /// What the server allows, when known.
+    pub server: Option<ServerLimits>,
+    /// Advice in plain words; empty when there is nothing to say.
+    pub recommendations: Vec<String>,
+    /// Whether the pool was closed.
+    pub closed: bool,
+}
+
+/// The call site holding a connection longest.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct OldestCheckout {
+    /// `file:line:column` of the `acquire` call.
+    pub site: String,
+    /// How long it has been held, seconds.
+    pub held_seconds: f64,
+}
+
+/// The raw counts `Status` is computed from.
+pub(crate) struct Counts {
+    pub open: u32,
+    pub idle: u32,
+    pub checked_out: u32,
+    pub connecting: u32,
+    pub waiting: u32,
+    pub closed: bool,
+    pub totals: Totals,
+    pub wait: WaitSummary,
+    pub oldest: Option<(String, Duration)>,
+    pub server: Option<ServerLimits>,
+}
+
+impl Status {
+    pub(crate) fn compute(settings: &PoolSettings, counts: Counts) -> Self {
+        let capacity = settings.capacity().max(1);
+        let busy = counts.checked_out + counts.connecting;
+        let utilization_percent = f64::from(busy) * 100.0 / f64::from(capacity);
+        let mut status = Status {
+            name: settings.name.clone(),
+            pool_class: settings.pool_class,
+            size: counts.open,
+            pool_size: settings.pool_size,
+            checked_in: counts.idle,
+            checked_out: counts.checked_out,
+            connecting: counts.connecting,
+            overflow: counts.open.saturating_sub(settings.pool_size),
+            max_overflow: settings.max_overflow,
+            waiting: counts.waiting,
+            utilization_percent,
+            health: Health::Healthy,
+            wait: counts.wait,
+            totals: counts.totals,
+            oldest_checkout: counts
+                .oldest
+                .map(|(site, held)| OldestCheckout { site, held_seconds: held.as_secs_f64() }),
+            server: counts.server,
+            recommendations: Vec::new(),
+            closed: counts.closed,
+        };
+        status.health = status.judge(settings);
+        status.recommendations = status.advise(settings);
+        status
+    }
+
+    fn judge(&self, settings: &PoolSettings) -> Health {
+        let limits = settings.health;
+        let timeout_ms = settings.pool_timeout.as_secs_f64() * 1000.0;
+        if self.closed
+            || self.utilization_percent >= limits.critical_percent
+            || self.wait.recent_timeouts > 0
+            || self.wait.p99_ms >= timeout_ms / 2.0
+        {
+            Health::Critical
+        } else if self.utilization_percent >= limits.warning_percent
+            || self.waiting > 0
+            || self.wait.p99_ms >= timeout_ms / 10.0
+        {
+            Health::Warning
+        } else {
+            Health::Healthy
+        }
+    }
+
+    fn advise(&self, settings: &PoolSettings) -> Vec<String> {
+        let mut advice = Vec::new();
+        let capacity = settings.capacity();
+        if self.wait.recent_timeouts > 0 || (self.waiting > 0 && self.health == Health::Critical) {
+            advice.push(format!(
+                "callers are waiting for connections ({} waiting, {} timeouts recently): raise \
+                 pool_size or max_overflow (now {} + {}), or hold connections for less time",
+                self.waiting, self.wait.recent_timeouts, settings.pool_size, settings.max_overflow
+            ));
+        }
+        if let Some(oldest) = &self.oldest_checkout
+            && let Some(threshold) = settings.leak_threshold
+            && oldest.held_seconds >= threshold.as_secs_f64()
+        {
+            advice.push(format!(
+                "a connection has been held for {:.1}s (leak_threshold {:.1}s): look for a leak \
+                 at {}",
+                oldest.held_seconds,
+                threshold.as_secs_f64(),
+                oldest.site
+            ));
+        }
+        let acquired = self.totals.acquired.max(1);
+        if settings.pool_class == PoolClass::Queue
+            && self.totals.closed.overflow * 10 > acquired
+            && self.totals.closed.overflow >= 10
+        {
+            advice.push(format!(
+                "{} of {} checkouts opened an overflow connection that was closed on return: \
+                 raise pool_size toward the usual peak, or lower max_overflow",
+                self.totals.closed.overflow, self.totals.acquired
+            ));
+        }
+        if let Some(server) = self.server {
+            if let Some(idle) = server.idle_session_timeout {
+                let recycle_ok = settings.pool_recycle.is_some_and(|r| r < idle);
+                if !recycle_ok {
+                    advice.push(format!(
+                        "the server closes sessions idle for {:.0}s: set pool_recycle below that",
+                        idle.as_secs_f64()
+                    ));
+                }
+            }
+            if let Some(max) = server.max_connections {
+                let wanted = u64::from(capacity) * u64::from(settings.replicas.max(1));
+                if wanted > u64::from(max) {
+                    advice.push(format!(
+                        "pool_size + max_overflow = {capacity} across {} replica(s) needs {wanted} \
+                         connections but the server allows {max}: lower pool_size or max_overflow \
+                         to at most {} per replica",
+                        settings.replicas.max(1),
+                        u64::from(max) / u64::from(settings.replicas.max(1))
+                    ));
+                }
+            }
+        }
+        advice
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pool \"{}\" ({}): size {} (pool_size {}), checked in {}, checked out {}, overflow \
+             {}/{}, waiting {}, utilization {:.0}%, health {}",
+            self.name,
+            self.pool_class,
+            self.size,
+            self.pool_size,
+            self.checked_in,
+            self.checked_out,
+            self.overflow,
+            self.max_overflow,
+            self.waiting,
+            self.utilization_percent,
+            self.health
+        )?;
+        for line in &self.recommendations {
+            write!(f, "\n  - {line}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(checked_out: u32, waiting: u32) -> Counts {
+        Counts {
+            open: checked_out,
+            idle: 0,
+            checked_out,
+            connecting: 0,
+            waiting,
+            closed: false,
+            totals: Totals::default(),
+            wait: WaitSummary::default(),
+            oldest: None,
+            server: None,
+        }
+    }
+
+    fn settings() -> PoolSettings {
+        PoolSettings::builder("postgres://x@h/db").pool_size(5).max_overflow(5).build().unwrap()
+    }
+
+    #[test]
+    fn health_follows_the_thresholds() {
+        let s = settings();
+        assert_eq!(Status::compute(&s, counts(6, 0)).health, Health::Healthy);
+        assert_eq!(Status::compute(&s, counts(7, 0)).health, Health::Warning);
+        assert_eq!(Status::compute(&s, counts(9, 0)).health, Health::Critical);
+        assert_eq!(Status::compute(&s, counts(2, 1)).health, Health::Warning);
+    }
+
+    #[test]
+    fn a_pool_too_large_for_the_server_is_called_out() {
+        let mut s = settings();
+        s.replicas = 4;
+        let mut c = counts(0, 0);
+        c.server = Some(ServerLimits { max_connections: Some(30), idle_session_timeout: None });
+        let status = Status::compute(&s, c);
+        let advice = status.recommendations.join("\n");
+        assert!(advice.contains("needs 40 connections but the server allows 30"), "{advice}");
+        assert!(advice.contains("at most 7 per replica"), "{advice}");
+    }
+}

@@ -1,0 +1,68 @@
+//! `&Pool` as an sqlx `Executor`: each call checks out a connection for the
+//! duration of that one query, like sqlx's own `&Pool`.
+//!
+//! The method set includes the hidden `describe` (sqlx-core's `offline`
+//! feature, which sqlx's `macros` feature turns on for the whole build), so
+//! `query!` users and everyone else see the same trait.
+
+use futures_core::future::BoxFuture;
+use futures_core::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use sqlx::{Database, Either, Execute, Executor};
+use sqlx_core::sql_str::SqlStr;
+
+use super::Pool;
+use crate::Backend;
+
+impl<'p, DB: Backend> Executor<'p> for &'_ Pool<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    type Database = DB;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, DB>,
+    {
+        let acquire = self.acquire();
+        Box::pin(
+            async_stream::try_stream! {
+                let mut conn = acquire.await?;
+                let mut rows = conn.fetch_many(query);
+                while let Some(row) = rows.try_next().await? {
+                    yield row;
+                }
+            }
+            .boxed(),
+        )
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, DB>,
+    {
+        let acquire = self.acquire();
+        Box::pin(async move { acquire.await?.fetch_optional(query).await })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [<DB as Database>::TypeInfo],
+    ) -> BoxFuture<'e, Result<<DB as Database>::Statement, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        let acquire = self.acquire();
+        Box::pin(async move { acquire.await?.prepare_with(sql, parameters).await })
+    }
+
+    #[doc(hidden)]
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx_core::describe::Describe<DB>, sqlx::Error>> {
+        let acquire = self.acquire();
+        Box::pin(async move { acquire.await?.describe(sql).await })
+    }
+}

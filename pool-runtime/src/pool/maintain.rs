@@ -1,0 +1,116 @@
+//! Background upkeep, one task per pool, holding only a weak reference so a
+//! dropped pool stops it: leak reports, wait-window rotation, gauges, and
+//! keeping `min_idle` connections open.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::shared::{ConnMeta, IdleConn, Shared};
+use crate::Backend;
+
+/// How often wait statistics roll over into "previous".
+const WAIT_WINDOW: Duration = Duration::from_secs(30);
+
+pub(crate) fn spawn<DB: Backend>(shared: &Arc<Shared<DB>>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let tick = shared
+        .settings
+        .leak_threshold
+        .map(|t| (t / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
+        .unwrap_or(Duration::from_secs(1));
+    let weak = Arc::downgrade(shared);
+    runtime.spawn(run(weak, tick));
+}
+
+async fn run<DB: Backend>(weak: Weak<Shared<DB>>, tick: Duration) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut window_start = Instant::now();
+    loop {
+        interval.tick().await;
+        let Some(shared) = weak.upgrade() else { return };
+        if shared.lock().closed {
+            return;
+        }
+        report_leaks(&shared);
+        if window_start.elapsed() >= WAIT_WINDOW {
+            shared.lock().waits.rotate();
+            window_start = Instant::now();
+        }
+        shared.metrics.publish(&shared.status());
+        top_up(&shared).await;
+    }
+}
+
+fn report_leaks<DB: Backend>(shared: &Shared<DB>) {
+    let Some(threshold) = shared.settings.leak_threshold else { return };
+    let leaks = {
+        let mut st = shared.lock();
+        let leaks = st.holders.new_leaks(threshold, Instant::now());
+        st.totals.leaks += leaks.len() as u64;
+        leaks
+    };
+    for leak in leaks {
+        shared.metrics.leaks.increment(1);
+        tracing::warn!(
+            target: "pool_runtime::leak",
+            pool = %shared.settings.name,
+            site = %leak.site,
+            held_ms = leak.held.as_millis() as u64,
+            "connection held for {:.1}s (leak_threshold {:.1}s); acquired at {}",
+            leak.held.as_secs_f64(),
+            threshold.as_secs_f64(),
+            leak.site
+        );
+    }
+}
+
+/// Opens connections until `min_idle` are open, using spare permits only,
+/// so it never pushes the pool past its cap or ahead of waiting callers.
+pub(crate) async fn top_up<DB: Backend>(shared: &Arc<Shared<DB>>) {
+    loop {
+        {
+            let st = shared.lock();
+            if st.closed || st.open >= shared.settings.min_idle {
+                return;
+            }
+        }
+        let Ok(permit) = shared.permits.try_acquire() else { return };
+        permit.forget();
+        {
+            let mut st = shared.lock();
+            st.open += 1;
+            st.connecting += 1;
+        }
+        let opened = super::acquire::open_raw(shared).await;
+        let failed = opened.is_err();
+        let now = Instant::now();
+        let mut surplus = None;
+        {
+            let mut st = shared.lock();
+            st.connecting -= 1;
+            match opened {
+                Ok(raw) if !st.closed && st.idle.len() < shared.settings.pool_size as usize => {
+                    let meta = ConnMeta::new(&shared.settings, now);
+                    st.idle.push_back(IdleConn { raw, meta });
+                }
+                Ok(raw) => {
+                    st.open -= 1;
+                    surplus = Some(raw);
+                }
+                Err(_) => st.open -= 1,
+            }
+        }
+        shared.permits.add_permits(1);
+        if let Some(raw) = surplus {
+            shared.close_in_background(raw, crate::CloseReason::Overflow);
+            return;
+        }
+        if failed {
+            // Don't spin against a dead server; the next tick tries again.
+            return;
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The pool: handles ([`Pool`]), checkout ([`acquire`]), the shared state
+//! ([`shared`]), returned connections ([`PooledConnection`]), transactions,
+//! the sqlx `Executor` impl and the background upkeep ([`maintain`]).
+
+mod acquire;
+mod connection;
+mod executor;
+mod maintain;
+mod shared;
+mod transaction;
+
+use std::future::Future;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::Connection;
+
+pub use connection::PooledConnection;
+use shared::Shared;
+pub use transaction::Transaction;
+
+use crate::{Backend, CloseReason, Error, PoolSettings, Status};
+
+/// A pool of sqlx connections with QueuePool semantics.
+///
+/// Cheap to clone (an `Arc`); every clone is the same pool. `&Pool` is an
+/// sqlx [`Executor`](sqlx::Executor), so `query.fetch_one(&pool)` works.
+pub struct Pool<DB: Backend> {
+    shared: Arc<Shared<DB>>,
+}
+
+impl<DB: Backend> Clone for Pool<DB> {
+    fn clone(&self) -> Self {
+        Self { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<DB: Backend> std::fmt::Debug for Pool<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.shared.settings.name)
+            .field("url", &self.shared.url)
+            .field("status", &format_args!("{}", self.status()))
+            .finish()
+    }
+}
+
+impl<DB: Backend> Pool<DB> {
+    /// Builds the pool and opens one connection to prove the URL and the
+    /// server work (it stays in the pool), plus `min_idle` connections.
+    pub async fn connect(settings: PoolSettings) -> Result<Self, Error> {
+        let pool = Self::connect_lazy(settings)?;
+        drop(pool.acquire().await?);
+        maintain::top_up(&pool.shared).await;
+        Ok(pool)
+    }
+
+    /// Builds the pool without connecting; the first `acquire` connects.
+    /// Settings and the URL are still checked now.
+    pub fn connect_lazy(settings: PoolSettings) -> Result<Self, Error> {
+        settings.validate()?;
+        let options = DB::options(&settings)?;
+        let shared = Arc::new(Shared::new(settings, options));
+        maintain::spawn(&shared);
+        Ok(Self { shared })
+    }
+
+    /// Checks out a connection, waiting at most `pool_timeout` in all.
+    ///
+    /// The call site is recorded (`#[track_caller]`) for leak reports and
+    /// timeout errors. Cancel-safe: dropping the future leaks nothing.
+    #[track_caller]
+    pub fn acquire(&self) -> impl Future<Output = Result<PooledConnection<DB>, Error>> + Send + 'static {
+        let site = Location::caller();
+        acquire::acquire(Arc::clone(&self.shared), site)
+    }
+
+    /// Checks out a connection and begins a transaction on it; the
+    /// transaction holds the connection until commit, rollback or drop
+    /// (which rolls back).
+    #[track_caller]
+    pub fn begin(&self) -> impl Future<Output = Result<Transaction<DB>, Error>> + Send + 'static {
+        let acquire = self.acquire();
+        async move { Transaction::begin(acquire.await?).await }
+    }
+
+    /// A consistent snapshot of counts, health and advice.
+    pub fn status(&self) -> Status {
+        let status = self.shared.status();
+        self.shared.metrics.publish(&status);
+        status
+    }
+
+    /// The settings the pool was built from.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.shared.settings
+    }
+
+    /// The pool's name (metrics label, registry key).
+    pub fn name(&self) -> &str {
+        &self.shared.settings.name
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().closed
+    }
+
+    /// Stops checkouts (waiters get [`Error::Closed`]), closes idle
+    /// connections, then waits up to `pool_timeout` for checked-out ones to
+    /// come back; they are closed on return whenever that happens.
+    pub async fn close(&self) {
+        let shared = &self.shared;
+        let idle: Vec<_> = {
+            let mut st = shared.lock();
+            st.closed = true;
+            let drained: Vec<_> = st.idle.drain(..).collect();
+            st.open -= drained.len() as u32;
+            for _ in &drained {
+                st.totals.closed.add(CloseReason::PoolClosed);
+            }
+            drained
+        };
+        shared.permits.close();
+        let timeout = shared.settings.network_timeout;
+        let closing = idle.into_iter().map(|conn| {
+            shared.metrics.closed(CloseReason::PoolClosed);
+            tokio::time::timeout(timeout, conn.raw.close())
+        });
+        futures_util::future::join_all(closing).await;
+        let deadline = Instant::now() + shared.settings.pool_timeout;
+        loop {
+            let returned = shared.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            {
+                let st = shared.lock();
+                if st.checked_out == 0 && st.connecting == 0 {
+                    break;
+                }
+            }
+            if tokio::time::timeout_at(deadline.into(), returned).await.is_err() {
+                tracing::warn!(
+                    target: "pool_runtime::events",
+                    pool = %shared.settings.name,
+                    "close: connections still checked out after pool_timeout; they close when returned"
+                );
+                break;
+            }
+        }
+        // Closes started on return run in the background; give them a moment.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Rolls back whatever sqlx knows is open, or everything when `always`,
+/// and makes sure nothing is left queued on the connection.
+pub(crate) async fn reset<DB: Backend>(conn: &mut DB::Connection, always: bool) -> Result<(), sqlx::Error> {
+    use sqlx_core::transaction::TransactionManager;
+    while conn.is_in_transaction() {
+        <DB::TransactionManager as TransactionManager>::rollback(conn).await?;
+    }
+    if always {
+        DB::rollback_any(conn).await?;
+    }
+    if conn.should_flush() {
+        conn.ping().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The state every handle of a pool shares: one lock around the idle queue
+//! and all counters, and a semaphore holding `pool_size + max_overflow`
+//! permits. A checked-out connection owns one (forgotten) permit; giving it
+//! back is the last step of every return, so waiters wake only when a
+//! connection, or room to open one, is really there.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::backend::{Backend, ServerLimits};
+use crate::observe::leak::Holders;
+use crate::observe::metrics::PoolMetrics;
+use crate::observe::status::{Counts, Totals};
+use crate::observe::wait::WaitStats;
+use crate::{CloseReason, PoolClass, PoolSettings, ResetOnReturn, Status};
+
+/// When a connection was made, when it must be replaced, when last used.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnMeta {
+    pub created: Instant,
+    pub expires: Option<Instant>,
+    pub last_used: Instant,
+}
+
+impl ConnMeta {
+    /// Recycle deadlines get up to 5 % (at most 30 s) of jitter, earlier,
+    /// so connections opened together are not all replaced together.
+    pub(crate) fn new(settings: &PoolSettings, now: Instant) -> Self {
+        let expires = settings.pool_recycle.map(|age| {
+            let spread = (age / 20).min(Duration::from_secs(30));
+            let jitter = spread.mul_f64(rand::random::<f64>());
+            now + (age - jitter)
+        });
+        Self { created: now, expires, last_used: now }
+    }
+}
+
+pub(crate) struct IdleConn<DB: Backend> {
+    pub raw: DB::Connection,
+    pub meta: ConnMeta,
+}
+
+/// Everything that changes together, under one lock.
+pub(crate) struct State<DB: Backend> {
+    pub idle: VecDeque<IdleConn<DB>>,
+    /// Idle + checked out + connecting.
+    pub open: u32,
+    pub checked_out: u32,
+    pub connecting: u32,
+    pub waiting: u32,
+    pub closed: bool,
+    /// Connections not used since this instant must be pinged even inside
+    /// the bypass window: a ping failed then, so the server may have gone.
+    pub suspect_since: Option<Instant>,
+    pub totals: Totals,
+    pub waits: WaitStats,
+    pub holders: Holders,
+    pub server: Option<ServerLimits>,
+}
+
+pub(crate) struct Shared<DB: Backend> {
+    pub settings: PoolSettings,
+    pub options: DB::Options,
+    /// The URL with its password masked, for messages.
+    pub url: String,
+    pub state: Mutex<State<DB>>,
+    pub permits: Semaphore,
+    pub metrics: PoolMetrics,
+    /// Signalled whenever a checked-out connection comes back, for `close`.
+    pub returned: Notify,
+}
+
+impl<DB: Backend> Shared<DB> {
+    pub(crate) fn new(settings: PoolSettings, options: DB::Options) -> Self {
+        let capacity = settings.capacity() as usize;
+        Self {
+            url: settings.url.redacted(),
+            metrics: PoolMetrics::new(&settings.name, settings.metrics),
+            options,
+            state: Mutex::new(State {
+                idle: VecDeque::with_capacity(settings.pool_size as usize),
+                open: 0,
+                checked_out: 0,
+                connecting: 0,
+                waiting: 0,
+                closed: false,
+                suspect_since: None,
+                totals: Totals::default(),
+                waits: WaitStats::default(),
+                holders: Holders::default(),
+                server: None,
+            }),
+            permits: Semaphore::new(capacity),
+            returned: Notify::new(),
+            settings,
+        }
+    }
+
+    /// The lock is never held across an await, and nothing under it can
+    /// panic, so a poisoned lock still holds consistent counts.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<DB>> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        let now = Instant::now();
+        let counts = {
+            let st = self.lock();
+            Counts {
+                open: st.open,
+                idle: st.idle.len() as u32,
+                checked_out: st.checked_out,
+                connecting: st.connecting,
+                waiting: st.waiting,
+                closed: st.closed,
+                totals: st.totals,
+                wait: st.waits.summary(),
+                oldest: st.holders.oldest(now),
+                server: st.server,
+            }
+        };
+        Status::compute(&self.settings, counts)
+    }
+
+    /// A connection comes back from a caller. Fast path: no reset needed,
+    /// straight into the idle queue with no await.
+    pub(crate) fn check_in(
+        self: &Arc<Self>,
+        mut raw: DB::Connection,
+        meta: ConnMeta,
+        holder: u64,
+        touched: bool,
+        discard: Option<CloseReason>,
+    ) {
+        let now = Instant::now();
+        let reason = discard.or_else(|| {
+            if self.settings.pool_class == PoolClass::Null {
+                Some(CloseReason::NullPool)
+            } else if meta.expires.is_some_and(|at| now >= at) {
+                Some(CloseReason::Recycle)
+            } else {
+                None
+            }
+        });
+        if let Some(reason) = reason {
+            self.release(holder, now, None, Some(reason));
+            self.close_in_background(raw, reason);
+            return;
+        }
+        let needs_reset = match self.settings.reset_on_return {
+            ResetOnReturn::None => raw.should_flush(),
+            ResetOnReturn::Rollback => raw.is_in_transaction() || raw.should_flush(),
+            ResetOnReturn::RollbackAlways => touched || raw.is_in_transaction() || raw.should_flush(),
+        };
+        if !needs_reset {
+            self.release(holder, now, Some(IdleConn { raw, meta }), None);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to roll back on: never reuse it dirty.
+            self.release(holder, now, None, Some(CloseReason::ResetFailed));
+            return;
+        };
+        let shared = Arc::clone(self);
+        runtime.spawn(async move {
+            let always = shared.settings.reset_on_return == ResetOnReturn::RollbackAlways;
+            let reset = tokio::time::timeout(
+                shared.settings.network_timeout,
+                super::reset::<DB>(&mut raw, always),
+            )
+            .await;
+            let now = Instant::now();
+            match reset {
+                Ok(Ok(())) => shared.release(holder, now, Some(IdleConn { raw, meta }), None),
+                Ok(Err(error)) => {
+                    shared.echo_close(CloseReason::ResetFailed, Some(&error));
+                    shared.release(holder, now, None, Some(CloseReason::ResetFailed));
+                }
+                Err(_) => {
+                    // Timed out: the connection is in an unknown state.
+                    shared.release(holder, now, None, Some(CloseReason::ResetFailed));
+                }
+            }
+        });
+    }
+
+    /// Books a return under the lock: keeps `conn` idle when there is room,
+    /// else closes it as overflow; then gives the permit back.
+    pub(crate) fn release(
+        self: &Arc<Self>,
+        holder: u64,
+        now: Instant,
+        conn: Option<IdleConn<DB>>,
+        closing: Option<CloseReason>,
+    ) {
+        let mut overflow = None;
+        let leak = {
+            let mut st = self.lock();
+            st.checked_out -= 1;
+            let leak = st.holders.check_in(holder, now);
+            match conn {
+                Some(mut idle) if !st.closed && st.idle.len() < self.settings.pool_size as usize => {
+                    idle.meta.last_used = now;
+                    st.idle.push_back(idle);
+                }
+                Some(idle) => {
+                    let reason =
+                        if st.closed { CloseReason::PoolClosed } else { CloseReason::Overflow };
+                    st.open -= 1;
+                    st.totals.closed.add(reason);
+                    overflow = Some((idle.raw, reason));
+                }
+                None => {
+                    st.open -= 1;
+                    st.totals.closed.add(closing.unwrap_or(CloseReason::Discarded));
+                }
+            }
+            leak
+        };
+        self.permits.add_permits(1);
+        self.returned.notify_waiters();
+        if let Some(leak) = leak {
+            tracing::warn!(
+                target: "pool_runtime::leak",
+                pool = %self.settings.name,
+                site = %leak.site,
+                held_ms = leak.held.as_millis() as u64,
+                "leaked connection returned after {:.1}s; it was acquired at {}",
+                leak.held.as_secs_f64(),
+                leak.site
+            );
+        }
+        if let Some(reason) = closing {
+            self.metrics.closed(reason);
+            self.echo_close(reason, None);
+        }
+        if let Some((raw, reason)) = overflow {
+            self.metrics.closed(reason);
+            self.echo_close(reason, None);
+            self.close_in_background(raw, reason);
+        } else if self.settings.echo_pool {
+            tracing::info!(target: "pool_runtime::events", pool = %self.settings.name, event = "checkin");
+        }
+    }
+
+    /// Closes politely (Terminate) when a runtime is there, bounded by
+    /// `network_timeout`; otherwise drops the socket.
+    pub(crate) fn close_in_background(&self, raw: DB::Connection, reason: CloseReason) {
+        let _ = reason;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let timeout = self.settings.network_timeout;
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(timeout, raw.close()).await;
+            });
+        }
+    }
+
+    pub(crate) fn echo_close(&self, reason: CloseReason, error: Option<&sqlx::Error>) {
+        if self.settings.echo_pool {
+            tracing::info!(
+                target: "pool_runtime::events",
+                pool = %self.settings.name,
+                event = "close",
+                reason = reason.as_str(),
+                error = error.map(tracing::field::display),
+            );
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! A transaction that owns its pooled connection.
+
+use std::ops::{Deref, DerefMut};
+
+use sqlx_core::transaction::TransactionManager;
+
+use super::PooledConnection;
+use crate::{Backend, Error};
+
+/// A transaction on a pooled connection, from [`Pool::begin`](crate::Pool::begin).
+///
+/// `&mut *tx` is an executor. Commit or roll back explicitly; a transaction
+/// dropped without either is rolled back before its connection is reused.
+///
+/// ```no_run
+/// # async fn demo(pool: pool_runtime::Pool<sqlx::Postgres>) -> Result<(), pool_runtime::Error> {
+/// let mut tx = pool.begin().await?;
+/// sqlx::query("INSERT INTO items (name) VALUES ($1)").bind("x").execute(&mut *tx).await?;
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
+pub struct Transaction<DB: Backend> {
+    conn: PooledConnection<DB>,
+    open: bool,
+}
+
+impl<DB: Backend> Transaction<DB> {
+    pub(crate) async fn begin(mut conn: PooledConnection<DB>) -> Result<Self, Error> {
+        DB::TransactionManager::begin(&mut conn, None).await?;
+        Ok(Self { conn, open: true })
+    }
+
+    /// Commits, then the connection goes back to the pool.
+    pub async fn commit(mut self) -> Result<(), Error> {
+        DB::TransactionManager::commit(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Rolls back, then the connection goes back to the pool.
+    pub async fn rollback(mut self) -> Result<(), Error> {
+        DB::TransactionManager::rollback(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl<DB: Backend> Deref for Transaction<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl<DB: Backend> DerefMut for Transaction<DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl<DB: Backend> std::fmt::Debug for Transaction<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction").field("conn", &self.conn).field("open", &self.open).finish()
+    }
+}
+
+impl<DB: Backend> Drop for Transaction<DB> {
+    fn drop(&mut self) {
+        if self.open {
+            // Queues the rollback; the pool's return path sends it and waits
+            // for the server before the connection is reused.
+            DB::TransactionManager::start_rollback(&mut self.conn);
+        }
+    }
+}

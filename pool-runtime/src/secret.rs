@@ -1,0 +1,119 @@
+//! Values that must never be printed: passwords, DSNs with credentials.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A value that is never shown by `Debug` or `Display`.
+///
+/// Read it on purpose with [`Secret::expose`]. URLs show with the password
+/// masked through [`Secret::redacted`] when the value is a URL.
+///
+/// ```
+/// use pool_runtime::Secret;
+/// let url = Secret::new(String::from("postgres://app:hunter2@db/app"));
+/// assert_eq!(format!("{url:?}"), "Secret(\"postgres://app:***@db/app\")");
+/// assert!(!format!("{url}").contains("hunter2"));
+/// assert_eq!(url.expose(), "postgres://app:hunter2@db/app");
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// Wraps a value so it is redacted wherever it is printed.
+    pub const fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The secret value itself. Call sites of this are the places to audit.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+
+    /// Unwraps the secret value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: AsRef<str>> Secret<T> {
+    /// A printable form: a URL with its password (and any `password=` query
+    /// parameter) masked, anything else as `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(self.0.as_ref())
+    }
+}
+
+impl<T: AsRef<str>> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Secret").field(&self.redacted()).finish()
+    }
+}
+
+impl<T: AsRef<str>> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl<T> From<T> for Secret<T> {
+    fn from(value: T) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret<String> {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl<T: FromStr> FromStr for Secret<T> {
+    type Err = T::Err;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Secret)
+    }
+}
+
+/// Masks the credentials of a connection URL.
+///
+/// A string that does not parse as a URL with a scheme and host is masked
+/// whole, because it may be a bare password.
+///
+/// ```
+/// use pool_runtime::secret::redact_url;
+/// assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+/// assert_eq!(redact_url("postgres://h/db?password=pw&sslmode=require"),
+///            "postgres://h/db?password=***&sslmode=require");
+/// assert_eq!(redact_url("sqlite://data/app.db"), "sqlite://data/app.db");
+/// assert_eq!(redact_url("hunter2"), "***");
+/// ```
+pub fn redact_url(raw: &str) -> String {
+    const MASK: &str = "***";
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return MASK.to_owned();
+    };
+    if url.cannot_be_a_base() {
+        return MASK.to_owned();
+    }
+    if url.password().is_some() && url.set_password(Some(MASK)).is_err() {
+        return MASK.to_owned();
+    }
+    let has_secret_param = url.query_pairs().any(|(k, _)| is_secret_key(&k));
+    if has_secret_param {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_key(&k) { MASK.to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    // `url` percent-encodes the mask; show it plainly.
+    url.to_string().replace("%2A%2A%2A", MASK)
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password") || key.contains("secret") || key == "sslpassword" || key.contains("token")
+}

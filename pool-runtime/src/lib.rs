@@ -22,14 +22,18 @@
 pub mod backend;
 pub mod config;
 mod error;
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod observe;
 mod pool;
+pub mod registry;
 pub mod secret;
 mod settings;
 
 pub use backend::Backend;
 pub use error::{Error, TimeoutError};
 pub use pool::{Pool, PooledConnection, Transaction};
+pub use registry::PoolRegistry;
 pub use observe::status::{CloseReason, Health, Status};
 pub use secret::Secret;
 pub use settings::{
@@ -37,8 +41,9 @@ pub use settings::{
     SslMode,
 };
 
-// TEMP(lead): re-export restored once pool-macros defines the derive.
-// pub use pool_macros::PoolConfig;
+pub use pool_macros::PoolConfig;
+/// The trait the derive implements; `use pool_runtime::PoolConfig` imports both.
+pub use config::PoolConfig;
 
 /// Re-exported so generated code and users name one sqlx.
 pub use sqlx;

@@ -198,8 +198,10 @@ impl<DB: Backend> Shared<DB> {
         closing: Option<CloseReason>,
     ) {
         let mut overflow = None;
+        let pool_closed;
         let leak = {
             let mut st = self.lock();
+            pool_closed = st.closed;
             st.checked_out -= 1;
             let leak = st.holders.check_in(holder, now);
             match conn {
@@ -222,7 +224,10 @@ impl<DB: Backend> Shared<DB> {
             leak
         };
         self.permits.add_permits(1);
-        self.returned.notify_waiters();
+        if pool_closed {
+            // Only `close` listens; skip the notify lock on the hot path.
+            self.returned.notify_waiters();
+        }
         if let Some(leak) = leak {
             tracing::warn!(
                 target: "pool_runtime::leak",

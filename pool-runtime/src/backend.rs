@@ -98,17 +98,13 @@ impl Backend for sqlx::Postgres {
         options.connect()
     }
 
-    fn rollback_any(
-        conn: &mut Self::Connection,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + '_ {
+    async fn rollback_any(conn: &mut Self::Connection) -> Result<(), sqlx::Error> {
         // Outside a transaction PostgreSQL only warns.
-        async move { sqlx::query("ROLLBACK").execute(&mut *conn).await.map(drop) }
+        sqlx::query("ROLLBACK").execute(&mut *conn).await.map(drop)
     }
 
-    fn server_limits(
-        conn: &mut Self::Connection,
-    ) -> impl Future<Output = Option<ServerLimits>> + Send + '_ {
-        async move {
+    async fn server_limits(conn: &mut Self::Connection) -> Option<ServerLimits> {
+        {
             let row: (i32, i32, String) = sqlx::query_as(
                 "SELECT current_setting('max_connections')::int, \
                         current_setting('superuser_reserved_connections')::int, \
@@ -167,10 +163,8 @@ impl Backend for sqlx::Sqlite {
         options.connect()
     }
 
-    fn rollback_any(
-        conn: &mut Self::Connection,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + '_ {
-        async move {
+    async fn rollback_any(conn: &mut Self::Connection) -> Result<(), sqlx::Error> {
+        {
             match sqlx::query("ROLLBACK").execute(&mut *conn).await {
                 Ok(_) => Ok(()),
                 // SQLite errors when no transaction is active: nothing to undo.

@@ -13,7 +13,8 @@ use std::time::Instant;
 use tokio::sync::{TryAcquireError, oneshot};
 
 use super::PooledConnection;
-use super::shared::{ConnMeta, IdleConn, Shared};
+use super::ledger::{Checkout, ConnMeta, Order};
+use super::shared::Shared;
 use crate::{Backend, CloseReason, Error, PoolClass, TimeoutError};
 
 type Site = &'static Location<'static>;
@@ -30,6 +31,11 @@ pub(crate) async fn acquire<DB: Backend>(
         Err(TryAcquireError::NoPermits) => wait_for_permit(&shared, start, deadline).await?,
     }
     let mut permit = PermitGuard { shared: &shared, armed: true };
+    let order = match shared.settings.pool_class {
+        PoolClass::Null => Order::Never,
+        PoolClass::Queue if shared.settings.pool_use_lifo => Order::Lifo,
+        PoolClass::Queue => Order::Fifo,
+    };
     let mut first = true;
     loop {
         let now = Instant::now();
@@ -44,32 +50,14 @@ pub(crate) async fn acquire<DB: Backend>(
             if first {
                 st.waits.record(now - start);
             }
-            let idle = match shared.settings.pool_class {
-                PoolClass::Null => None,
-                PoolClass::Queue if shared.settings.pool_use_lifo => st.idle.pop_back(),
-                PoolClass::Queue => st.idle.pop_front(),
-            };
-            match idle {
-                Some(idle) => {
-                    st.checked_out += 1;
-                    st.totals.acquired += 1;
-                    let holder = st.holders.check_out(site, now);
-                    let suspect = st.suspect_since.is_some_and(|t| idle.meta.last_used < t);
-                    Next::Idle { idle, holder, suspect }
-                }
-                None => {
-                    st.open += 1;
-                    st.connecting += 1;
-                    Next::Open
-                }
-            }
+            st.check_out(order, site, now)
         };
         if first {
             shared.metrics.acquire_wait.record(now - start);
             first = false;
         }
         match next {
-            Next::Idle { idle, holder, suspect } => {
+            Checkout::Idle { idle, holder, suspect } => {
                 permit.armed = false;
                 let conn = PooledConnection::new(Arc::clone(&shared), idle.raw, idle.meta, holder);
                 match vet(&shared, conn, suspect, deadline, now).await {
@@ -81,7 +69,7 @@ pub(crate) async fn acquire<DB: Backend>(
                     Err(()) => permit.armed = true,
                 }
             }
-            Next::Open => {
+            Checkout::Open => {
                 permit.armed = false;
                 let (tx, rx) = oneshot::channel();
                 tokio::spawn(open_for_caller(Arc::clone(&shared), site, tx));
@@ -98,11 +86,6 @@ pub(crate) async fn acquire<DB: Backend>(
             }
         }
     }
-}
-
-enum Next<DB: Backend> {
-    Idle { idle: IdleConn<DB>, holder: u64, suspect: bool },
-    Open,
 }
 
 /// Gives an unused permit back unless disarmed.
@@ -205,17 +188,10 @@ fn discard_keeping_permit<DB: Backend>(
     reason: CloseReason,
 ) {
     let (raw, holder) = conn.into_raw();
-    {
-        let mut st = shared.lock();
-        st.checked_out -= 1;
-        st.totals.acquired -= 1;
-        st.holders.check_in(holder, Instant::now());
-        st.open -= 1;
-        st.totals.closed.add(reason);
-    }
+    shared.lock().discard_vetted(holder, reason, Instant::now());
     shared.metrics.closed(reason);
     shared.echo_close(reason, None);
-    shared.close_in_background(raw, reason);
+    shared.close_in_background(raw);
 }
 
 /// Opens a connection for a caller. Owns the caller's permit; if the caller
@@ -230,22 +206,12 @@ async fn open_for_caller<DB: Backend>(
     let now = Instant::now();
     let reply_value = match result {
         Ok(raw) => {
-            let holder = {
-                let mut st = shared.lock();
-                st.connecting -= 1;
-                st.checked_out += 1;
-                st.totals.acquired += 1;
-                st.holders.check_out(site, now)
-            };
+            let holder = shared.lock().connected(site, now);
             let meta = ConnMeta::new(&shared.settings, now);
             Ok(PooledConnection::new(Arc::clone(&shared), raw, meta, holder))
         }
         Err(error) => {
-            {
-                let mut st = shared.lock();
-                st.connecting -= 1;
-                st.open -= 1;
-            }
+            shared.lock().connect_failed();
             shared.permits.add_permits(1);
             shared.returned.notify_waiters();
             Err(error)
@@ -271,7 +237,6 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
                     shared.lock().server = Some(limits);
                 }
             }
-            shared.lock().totals.opened += 1;
             shared.metrics.opened.increment(1);
             if settings.echo_pool {
                 tracing::info!(target: "pool_runtime::events", pool = %settings.name, event = "connect");
@@ -281,7 +246,6 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
         Ok(Err(source)) => Error::Connect { url: shared.url.clone(), source },
         Err(_) => Error::ConnectTimeout { url: shared.url.clone(), timeout: settings.connect_timeout },
     };
-    shared.lock().totals.connect_errors += 1;
     shared.metrics.connect_errors.increment(1);
     tracing::warn!(target: "pool_runtime::events", pool = %settings.name, error = %error, "connect failed");
     Err(error)

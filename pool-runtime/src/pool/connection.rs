@@ -5,7 +5,8 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use super::shared::{ConnMeta, Shared};
+use super::ledger::ConnMeta;
+use super::shared::Shared;
 use crate::{Backend, CloseReason};
 
 /// A connection checked out of a [`Pool`](crate::Pool).
@@ -50,6 +51,29 @@ impl<DB: Backend> PooledConnection<DB> {
     /// Marks the connection to be closed on drop with `reason`.
     pub(crate) fn discard_as(&mut self, reason: CloseReason) {
         self.discard = Some(reason);
+    }
+
+    /// Looks at an error a query on this connection returned. When it says
+    /// the connection itself is gone (I/O, protocol, SQLSTATE class 08, or
+    /// 57P01-03: terminated by the server, shutdown), the connection is
+    /// closed on return instead of going back idle, and the other idle
+    /// connections become suspect, so they are pinged at their next
+    /// checkout even inside the pre-ping bypass window (they likely died
+    /// with it). Without this a dead connection used more often than
+    /// `pre_ping_bypass` was never pinged and failed every query forever
+    /// (found by `faults_outage::all_backends_terminated_mid_load`).
+    pub(crate) fn note_error(&mut self, error: &sqlx::Error) {
+        let gone = match error {
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                db.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03"))
+            }
+            _ => false,
+        };
+        if gone {
+            self.discard.get_or_insert(CloseReason::Discarded);
+            self.shared.lock().suspect_since = Some(std::time::Instant::now());
+        }
     }
 
     pub(crate) fn keep(&mut self) {

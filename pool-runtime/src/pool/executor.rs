@@ -31,9 +31,20 @@ where
         Box::pin(
             async_stream::try_stream! {
                 let mut conn = acquire.await?;
-                let mut rows = conn.fetch_many(query);
-                while let Some(row) = rows.try_next().await? {
-                    yield row;
+                let failed = {
+                    let mut rows = conn.fetch_many(query);
+                    loop {
+                        match rows.try_next().await {
+                            Ok(Some(row)) => yield row,
+                            Ok(None) => break None,
+                            Err(error) => break Some(error),
+                        }
+                    }
+                };
+                if let Some(error) = failed {
+                    // A dead connection is closed, not reused (see `note_error`).
+                    conn.note_error(&error);
+                    Err(error)?;
                 }
             }
             .boxed(),
@@ -45,7 +56,14 @@ where
         E: 'q + Execute<'q, DB>,
     {
         let acquire = self.acquire();
-        Box::pin(async move { acquire.await?.fetch_optional(query).await })
+        Box::pin(async move {
+            let mut conn = acquire.await?;
+            let result = conn.fetch_optional(query).await;
+            if let Err(error) = &result {
+                conn.note_error(error);
+            }
+            result
+        })
     }
 
     fn prepare_with<'e>(

@@ -5,7 +5,8 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::shared::{ConnMeta, IdleConn, Shared};
+use super::ledger::ConnMeta;
+use super::shared::Shared;
 use crate::Backend;
 
 /// How often wait statistics roll over into "previous".
@@ -73,39 +74,31 @@ pub(crate) async fn top_up<DB: Backend>(shared: &Arc<Shared<DB>>) {
     loop {
         {
             let st = shared.lock();
-            if st.closed || st.open >= shared.settings.min_idle {
+            // A NullPool never hands out idle connections: one opened here
+            // would sit beyond the cap for ever (found by
+            // `faults_stress::randomized_schedules_keep_every_invariant`).
+            if st.closed || shared.settings.pool_class == crate::PoolClass::Null || st.open >= shared.settings.min_idle {
                 return;
             }
         }
         let Ok(permit) = shared.permits.try_acquire() else { return };
         permit.forget();
-        {
-            let mut st = shared.lock();
-            st.open += 1;
-            st.connecting += 1;
-        }
+        shared.lock().reserve();
         let opened = super::acquire::open_raw(shared).await;
         let failed = opened.is_err();
-        let now = Instant::now();
-        let mut surplus = None;
-        {
-            let mut st = shared.lock();
-            st.connecting -= 1;
-            match opened {
-                Ok(raw) if !st.closed && st.idle.len() < shared.settings.pool_size as usize => {
-                    let meta = ConnMeta::new(&shared.settings, now);
-                    st.idle.push_back(IdleConn { raw, meta });
-                }
-                Ok(raw) => {
-                    st.open -= 1;
-                    surplus = Some(raw);
-                }
-                Err(_) => st.open -= 1,
+        let surplus = match opened {
+            Ok(raw) => {
+                let meta = ConnMeta::new(&shared.settings, Instant::now());
+                shared.lock().park(raw, meta, shared.settings.pool_size)
             }
-        }
+            Err(_) => {
+                shared.lock().connect_failed();
+                None
+            }
+        };
         shared.permits.add_permits(1);
         if let Some(raw) = surplus {
-            shared.close_in_background(raw, crate::CloseReason::Overflow);
+            shared.close_in_background(raw);
             return;
         }
         if failed {

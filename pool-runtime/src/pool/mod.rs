@@ -5,6 +5,7 @@
 mod acquire;
 mod connection;
 mod executor;
+mod ledger;
 mod maintain;
 mod shared;
 mod transaction;
@@ -112,16 +113,7 @@ impl<DB: Backend> Pool<DB> {
     /// come back; they are closed on return whenever that happens.
     pub async fn close(&self) {
         let shared = &self.shared;
-        let idle: Vec<_> = {
-            let mut st = shared.lock();
-            st.closed = true;
-            let drained: Vec<_> = st.idle.drain(..).collect();
-            st.open -= drained.len() as u32;
-            for _ in &drained {
-                st.totals.closed.add(CloseReason::PoolClosed);
-            }
-            drained
-        };
+        let idle = shared.lock().close();
         shared.permits.close();
         let timeout = shared.settings.network_timeout;
         let closing = idle.into_iter().map(|conn| {
@@ -134,11 +126,8 @@ impl<DB: Backend> Pool<DB> {
             let returned = shared.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            {
-                let st = shared.lock();
-                if st.checked_out == 0 && st.connecting == 0 {
-                    break;
-                }
+            if shared.lock().is_drained() {
+                break;
             }
             if tokio::time::timeout_at(deadline.into(), returned).await.is_err() {
                 tracing::warn!(

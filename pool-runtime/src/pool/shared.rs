@@ -4,70 +4,24 @@
 //! back is the last step of every return, so waiters wake only when a
 //! connection, or room to open one, is really there.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sqlx::Connection;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::backend::{Backend, ServerLimits};
-use crate::observe::leak::Holders;
+use super::ledger::{ConnMeta, Idle, Ledger};
+use crate::backend::Backend;
 use crate::observe::metrics::PoolMetrics;
-use crate::observe::status::{Counts, Totals};
-use crate::observe::wait::WaitStats;
+use crate::observe::status::Counts;
 use crate::{CloseReason, PoolClass, PoolSettings, ResetOnReturn, Status};
-
-/// When a connection was made, when it must be replaced, when last used.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ConnMeta {
-    pub created: Instant,
-    pub expires: Option<Instant>,
-    pub last_used: Instant,
-}
-
-impl ConnMeta {
-    /// Recycle deadlines get up to 5 % (at most 30 s) of jitter, earlier,
-    /// so connections opened together are not all replaced together.
-    pub(crate) fn new(settings: &PoolSettings, now: Instant) -> Self {
-        let expires = settings.pool_recycle.map(|age| {
-            let spread = (age / 20).min(Duration::from_secs(30));
-            let jitter = spread.mul_f64(rand::random::<f64>());
-            now + (age - jitter)
-        });
-        Self { created: now, expires, last_used: now }
-    }
-}
-
-pub(crate) struct IdleConn<DB: Backend> {
-    pub raw: DB::Connection,
-    pub meta: ConnMeta,
-}
-
-/// Everything that changes together, under one lock.
-pub(crate) struct State<DB: Backend> {
-    pub idle: VecDeque<IdleConn<DB>>,
-    /// Idle + checked out + connecting.
-    pub open: u32,
-    pub checked_out: u32,
-    pub connecting: u32,
-    pub waiting: u32,
-    pub closed: bool,
-    /// Connections not used since this instant must be pinged even inside
-    /// the bypass window: a ping failed then, so the server may have gone.
-    pub suspect_since: Option<Instant>,
-    pub totals: Totals,
-    pub waits: WaitStats,
-    pub holders: Holders,
-    pub server: Option<ServerLimits>,
-}
 
 pub(crate) struct Shared<DB: Backend> {
     pub settings: PoolSettings,
     pub options: DB::Options,
     /// The URL with its password masked, for messages.
     pub url: String,
-    pub state: Mutex<State<DB>>,
+    pub state: Mutex<Ledger<DB::Connection>>,
     pub permits: Semaphore,
     pub metrics: PoolMetrics,
     /// Signalled whenever a checked-out connection comes back, for `close`.
@@ -81,19 +35,7 @@ impl<DB: Backend> Shared<DB> {
             url: settings.url.redacted(),
             metrics: PoolMetrics::new(&settings.name, settings.metrics),
             options,
-            state: Mutex::new(State {
-                idle: VecDeque::with_capacity(settings.pool_size as usize),
-                open: 0,
-                checked_out: 0,
-                connecting: 0,
-                waiting: 0,
-                closed: false,
-                suspect_since: None,
-                totals: Totals::default(),
-                waits: WaitStats::default(),
-                holders: Holders::default(),
-                server: None,
-            }),
+            state: Mutex::new(Ledger::new(settings.pool_size)),
             permits: Semaphore::new(capacity),
             returned: Notify::new(),
             settings,
@@ -102,7 +44,7 @@ impl<DB: Backend> Shared<DB> {
 
     /// The lock is never held across an await, and nothing under it can
     /// panic, so a poisoned lock still holds consistent counts.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State<DB>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Ledger<DB::Connection>> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -148,7 +90,7 @@ impl<DB: Backend> Shared<DB> {
         });
         if let Some(reason) = reason {
             self.release(holder, now, None, Some(reason));
-            self.close_in_background(raw, reason);
+            self.close_in_background(raw);
             return;
         }
         let needs_reset = match self.settings.reset_on_return {
@@ -157,7 +99,7 @@ impl<DB: Backend> Shared<DB> {
             ResetOnReturn::RollbackAlways => touched || raw.is_in_transaction() || raw.should_flush(),
         };
         if !needs_reset {
-            self.release(holder, now, Some(IdleConn { raw, meta }), None);
+            self.release(holder, now, Some(Idle { raw, meta }), None);
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -175,7 +117,7 @@ impl<DB: Backend> Shared<DB> {
             .await;
             let now = Instant::now();
             match reset {
-                Ok(Ok(())) => shared.release(holder, now, Some(IdleConn { raw, meta }), None),
+                Ok(Ok(())) => shared.release(holder, now, Some(Idle { raw, meta }), None),
                 Ok(Err(error)) => {
                     shared.echo_close(CloseReason::ResetFailed, Some(&error));
                     shared.release(holder, now, None, Some(CloseReason::ResetFailed));
@@ -194,41 +136,16 @@ impl<DB: Backend> Shared<DB> {
         self: &Arc<Self>,
         holder: u64,
         now: Instant,
-        conn: Option<IdleConn<DB>>,
+        conn: Option<Idle<DB::Connection>>,
         closing: Option<CloseReason>,
     ) {
-        let mut overflow = None;
-        let pool_closed;
-        let leak = {
-            let mut st = self.lock();
-            pool_closed = st.closed;
-            st.checked_out -= 1;
-            let leak = st.holders.check_in(holder, now);
-            match conn {
-                Some(mut idle) if !st.closed && st.idle.len() < self.settings.pool_size as usize => {
-                    idle.meta.last_used = now;
-                    st.idle.push_back(idle);
-                }
-                Some(idle) => {
-                    let reason =
-                        if st.closed { CloseReason::PoolClosed } else { CloseReason::Overflow };
-                    st.open -= 1;
-                    st.totals.closed.add(reason);
-                    overflow = Some((idle.raw, reason));
-                }
-                None => {
-                    st.open -= 1;
-                    st.totals.closed.add(closing.unwrap_or(CloseReason::Discarded));
-                }
-            }
-            leak
-        };
+        let done = self.lock().check_in(holder, conn, closing, self.settings.pool_size, now);
         self.permits.add_permits(1);
-        if pool_closed {
+        if done.pool_closed {
             // Only `close` listens; skip the notify lock on the hot path.
             self.returned.notify_waiters();
         }
-        if let Some(leak) = leak {
+        if let Some(leak) = done.leak {
             tracing::warn!(
                 target: "pool_runtime::leak",
                 pool = %self.settings.name,
@@ -243,19 +160,18 @@ impl<DB: Backend> Shared<DB> {
             self.metrics.closed(reason);
             self.echo_close(reason, None);
         }
-        if let Some((raw, reason)) = overflow {
+        if let Some((raw, reason)) = done.close {
             self.metrics.closed(reason);
             self.echo_close(reason, None);
-            self.close_in_background(raw, reason);
-        } else if self.settings.echo_pool {
+            self.close_in_background(raw);
+        } else if self.settings.echo_pool && closing.is_none() {
             tracing::info!(target: "pool_runtime::events", pool = %self.settings.name, event = "checkin");
         }
     }
 
     /// Closes politely (Terminate) when a runtime is there, bounded by
     /// `network_timeout`; otherwise drops the socket.
-    pub(crate) fn close_in_background(&self, raw: DB::Connection, reason: CloseReason) {
-        let _ = reason;
+    pub(crate) fn close_in_background(&self, raw: DB::Connection) {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let timeout = self.settings.network_timeout;
             runtime.spawn(async move {

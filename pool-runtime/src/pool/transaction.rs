@@ -26,7 +26,16 @@ pub struct Transaction<DB: Backend> {
 
 impl<DB: Backend> Transaction<DB> {
     pub(crate) async fn begin(mut conn: PooledConnection<DB>) -> Result<Self, Error> {
+        // If this future is dropped (or fails) while BEGIN is in flight, the
+        // server may already be in a transaction that sqlx does not count:
+        // its depth goes up only once the answer is read, and its own guard
+        // then queues no rollback. Neither the reset on return nor the next
+        // user would notice, and the next user's autocommit writes would
+        // silently never commit. Such a connection is closed, not reused
+        // (found by `faults_cancel::a_begin_cancelled_in_flight_does_not_poison_the_next_user`).
+        conn.discard_as(crate::CloseReason::Discarded);
         DB::TransactionManager::begin(&mut conn, None).await?;
+        conn.keep();
         Ok(Self { conn, open: true })
     }
 

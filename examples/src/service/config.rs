@@ -1,0 +1,96 @@
+//! The service's whole configuration: one `#[derive(PoolConfig)]` struct,
+//! so every variable is validated together, explained redacted at start and
+//! documented by `env-docs`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pool_runtime::{PoolConfig, Secret};
+
+/// The example items service: its database pool and where it listens.
+#[derive(PoolConfig, Debug)]
+#[pool(prefix = "APP_DB_")]
+pub struct ServiceConfig {
+    /// Database URL: sqlite://path/to/file.db (created on first start) or postgres://user:password@host:5432/db. The password is never printed.
+    #[pool(env = "DATABASE_URL", default = "sqlite://data/app.db")]
+    pub url: Secret<String>,
+    /// Pool name in metrics labels, logs and /health/db_pool.
+    #[pool(default = "items", setting = "name")]
+    pub pool_name: String,
+    /// Connections kept open when idle.
+    #[pool(default = 5, range = 1..=100)]
+    pub pool_size: u32,
+    /// Extra connections opened when all are busy, closed when returned.
+    #[pool(default = 10, range = 0..=1000)]
+    pub max_overflow: u32,
+    /// How long a request waits for a connection before it gets a 503.
+    #[pool(default = "30s", test = "5s", range = "1ms"..)]
+    pub pool_timeout: Duration,
+    /// Maximum connection age ("off" to keep connections forever).
+    #[pool(default = "1h")]
+    pub pool_recycle: Option<Duration>,
+    /// Check an idle connection is alive before handing it out.
+    #[pool(default = true)]
+    pub pool_pre_ping: bool,
+    /// Report a connection held longer than this as a leak, with the line that acquired it ("off" to disable).
+    #[pool(default = "10s")]
+    pub leak_threshold: Option<Duration>,
+    /// Log checkout, checkin, connect and close events.
+    #[pool(default = false)]
+    pub echo_pool: bool,
+    /// Utilization (percent of pool_size + max_overflow in use) at which health turns warning.
+    #[pool(default = 70, range = 0..=100)]
+    pub health_warning_percent: f64,
+    /// Utilization at which health turns critical and /health/db_pool answers 503.
+    #[pool(default = 90, range = 0..=100)]
+    pub health_critical_percent: f64,
+    /// `application_name` shown in PostgreSQL's pg_stat_activity.
+    #[pool(default = "pool-examples")]
+    pub application_name: Option<String>,
+    /// Address the HTTP server binds; port 0 picks a free port (printed at start).
+    #[pool(env = "SERVICE_ADDR", default = "127.0.0.1:8080", from_str)]
+    pub addr: SocketAddr,
+    /// Mount /debug/hold and /debug/leak, which hold connections on purpose (for tests; never in production).
+    #[pool(env = "SERVICE_DEBUG_ENDPOINTS", default = false)]
+    pub debug_endpoints: bool,
+}
+
+/// Which pool backend a URL asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+impl ServiceConfig {
+    /// The backend named by the URL scheme, or a message saying which
+    /// schemes work (the URL itself is not repeated: it may hold a password).
+    pub fn backend(&self) -> Result<BackendKind, String> {
+        let url = self.url.expose();
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        match scheme {
+            "sqlite" => Ok(BackendKind::Sqlite),
+            "postgres" | "postgresql" => Ok(BackendKind::Postgres),
+            _ => Err(format!(
+                "DATABASE_URL has scheme \"{scheme}\"; use sqlite://path/to/file.db or postgres://…"
+            )),
+        }
+    }
+
+    /// The directory a SQLite file URL lives in, so it can be created
+    /// before the first connect; `None` for PostgreSQL and in-memory URLs.
+    pub fn sqlite_dir(&self) -> Option<std::path::PathBuf> {
+        let url = self.url.expose();
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path.starts_with(":memory:") {
+            return None;
+        }
+        std::path::Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(std::path::Path::to_path_buf)
+    }
+}

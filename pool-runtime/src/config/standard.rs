@@ -1,0 +1,71 @@
+//! [`StandardPoolConfig`]: the common pool settings, ready to flatten.
+
+use std::time::Duration;
+
+use crate::{PoolClass, ResetOnReturn, Secret, SslMode};
+
+/// The common pool settings under `DB_`, with SQLAlchemy's names and
+/// defaults. Use it as is, or `#[pool(flatten)]` it into a service's own
+/// config struct.
+///
+/// ```
+/// use pool_runtime::PoolConfig;
+/// use pool_runtime::config::StandardPoolConfig;
+/// let cfg = StandardPoolConfig::from_map([
+///     ("DATABASE_URL", "postgres://app:pw@localhost/app"),
+///     ("DB_POOL_SIZE", "8"),
+///     ("APP_ENV", "test"),
+/// ]).unwrap();
+/// let s = cfg.settings();
+/// assert_eq!(s.pool_size, 8);
+/// assert_eq!(s.pool_class, pool_runtime::PoolClass::Null); // test profile
+/// ```
+#[derive(pool_macros::PoolConfig, Clone, Debug, PartialEq)]
+#[pool(prefix = "DB_", crate = "crate")]
+pub struct StandardPoolConfig {
+    /// Connection URL (postgres://user:password@host:5432/db or sqlite://file.db); the password is never printed.
+    #[pool(env = "DATABASE_URL")]
+    pub url: Secret<String>,
+    /// Connections kept open when idle.
+    #[pool(default = 5, range = 0..=10000)]
+    pub pool_size: u32,
+    /// Extra connections opened when all are busy, closed when returned.
+    #[pool(default = 10, test = 0, range = 0..=10000)]
+    pub max_overflow: u32,
+    /// How long a checkout waits for a connection.
+    #[pool(default = "30s", test = "5s", range = "1ms"..)]
+    pub pool_timeout: Duration,
+    /// Maximum connection age ("off" to keep connections forever).
+    #[pool(default = "off", production = "30m")]
+    pub pool_recycle: Option<Duration>,
+    /// Check an idle connection is alive before handing it out.
+    #[pool(default = true)]
+    pub pool_pre_ping: bool,
+    /// `queue` (pooling) or `null` (a fresh connection per checkout).
+    #[pool(default = "queue", test = "null")]
+    pub pool_class: PoolClass,
+    /// Idle order: last returned first (lets extra connections time out).
+    #[pool(default = false)]
+    pub pool_use_lifo: bool,
+    /// What happens to a returned connection: rollback, rollback_always or none.
+    #[pool(default = "rollback")]
+    pub reset_on_return: ResetOnReturn,
+    /// Connections opened at start and kept open (at most pool_size).
+    #[pool(default = 0)]
+    pub min_idle: u32,
+    /// Bound on opening one connection.
+    #[pool(default = "10s", range = "1ms"..)]
+    pub connect_timeout: Duration,
+    /// Log checkout, checkin, connect and close events.
+    #[pool(default = false, development = true)]
+    pub echo_pool: bool,
+    /// Report a connection held longer than this as a leak ("off" to disable).
+    #[pool(default = "off", development = "30s")]
+    pub leak_threshold: Option<Duration>,
+    /// `application_name` shown in pg_stat_activity.
+    pub application_name: Option<String>,
+    /// PostgreSQL statement_timeout for every connection ("off" for none).
+    pub statement_timeout: Option<Duration>,
+    /// PostgreSQL sslmode; unset keeps the URL's own.
+    pub sslmode: Option<SslMode>,
+}

@@ -1,0 +1,161 @@
+//! [`TestDatabase`]: a per-test copy of the template, dropped afterwards.
+//!
+//! Names carry the owning process (`ptk_<boot>_<pid>_<start>_<n>`), so a
+//! later run can drop databases that a killed run left on a long-lived
+//! (external) server.
+
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, Connection};
+
+use crate::server::{TestServer, connect};
+use crate::util::{self, Owner};
+use crate::{Error, Result};
+
+const PREFIX: &str = "ptk_";
+
+/// A database created for one test from the server's template.
+///
+/// Dropping it drops the database (`WITH (FORCE)`, so connections still
+/// open to it are closed), best effort: it never panics. Keep it alive as
+/// long as the test uses it: bind it to a named variable (`_db`), not `_`.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    url: String,
+    admin_url: String,
+    dropped: bool,
+}
+
+impl TestDatabase {
+    pub(crate) fn new(name: String, url: String, admin_url: String) -> Self {
+        Self {
+            name,
+            url,
+            admin_url,
+            dropped: false,
+        }
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Superuser URL of this database.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Drops the database now, reporting failure (Drop only logs it).
+    pub async fn drop_database(mut self) -> Result<()> {
+        self.dropped = true;
+        drop_db(&self.admin_url, &self.name).await
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if self.dropped || util::env_flag("POOL_TESTKIT_KEEP") {
+            return;
+        }
+        // Drop can't await and may run inside a runtime or after it is gone,
+        // so the statement runs on a thread and runtime of its own. It is
+        // waited for only briefly: DROP DATABASE waits for every backend to
+        // absorb a signal barrier, which a backend in the middle of
+        // authenticating a client of *this* runtime can't do while we block
+        // it. If the wait times out the drop finishes in the background.
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("pool-testkit-dropdb".into())
+            .spawn(move || {
+                let result = util::block_on_fresh(async move {
+                    tokio::time::timeout(Duration::from_secs(30), drop_db(&admin, &name)).await
+                });
+                let _ = tx.send(result);
+            });
+        if spawned.is_err() {
+            return;
+        }
+        let wait = || rx.recv_timeout(Duration::from_secs(2));
+        let result = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            // Other tasks keep running on the other workers meanwhile.
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        };
+        match result {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::debug!("pool-testkit: dropping {}: {e}", self.name),
+            Ok(Err(_)) => tracing::debug!("pool-testkit: dropping {} timed out", self.name),
+            Err(_) => tracing::debug!(
+                "pool-testkit: dropping {} goes on in the background",
+                self.name
+            ),
+        }
+    }
+}
+
+async fn drop_db(admin_url: &str, name: &str) -> Result<()> {
+    let mut conn = connect(admin_url).await?;
+    let result = sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await;
+    let _ = conn.close().await;
+    result
+        .map(|_| ())
+        .map_err(|e| Error::sql(format!("dropping test database {name}"), e))
+}
+
+/// The name of database number `n` of `owner`.
+pub(crate) fn name_for(owner: &Owner, n: u64) -> String {
+    format!("{PREFIX}{}_{n}", owner.encode().replace(':', "_"))
+}
+
+/// The owner encoded in a test database name.
+fn owner_of(name: &str) -> Option<Owner> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let mut parts = rest.split('_');
+    let (boot, pid, start) = (parts.next()?, parts.next()?, parts.next()?);
+    Owner::decode(&format!("{boot}:{pid}:{start}"))
+}
+
+/// Drops test databases whose owning process is gone (matters for
+/// external servers; servers the testkit starts are fresh anyway).
+pub(crate) async fn sweep(server: &TestServer) {
+    let Ok(mut conn) = server.connect_admin().await else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'ptk\\_%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    let _ = conn.close().await;
+    for name in names {
+        if owner_of(&name).is_some_and(|o| !o.is_alive()) {
+            let _ = drop_db(&server.url(), &name).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_their_owner() {
+        let owner = Owner {
+            boot: "1a2b3c4d".into(),
+            pid: 4242,
+            start: 987654,
+        };
+        let name = name_for(&owner, 7);
+        assert_eq!(name, "ptk_1a2b3c4d_4242_987654_7");
+        assert!(name.len() < 64);
+        assert_eq!(owner_of(&name), Some(owner));
+        assert_eq!(owner_of("postgres"), None);
+    }
+}

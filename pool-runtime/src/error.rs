@@ -52,6 +52,9 @@ pub struct TimeoutError {
     pub checked_out: u32,
     /// Idle connections when the wait ended.
     pub idle: u32,
+    /// Connections being opened when the wait ended (during an outage,
+    /// every slot can be tied up here while nothing is checked out).
+    pub connecting: u32,
     /// Other callers still waiting.
     pub waiting: u32,
     /// How long this caller waited.
@@ -67,8 +70,8 @@ impl std::fmt::Display for TimeoutError {
         write!(
             f,
             "pool \"{}\": QueuePool limit of size {} overflow {} reached, connection timed out \
-             after waiting {:.2}s (pool_timeout {:.2}s); {} checked out, {} idle, {} other \
-             callers waiting",
+             after waiting {:.2}s (pool_timeout {:.2}s); {} checked out, {} idle, {} connecting, \
+             {} other callers waiting",
             self.pool,
             self.size,
             self.max_overflow,
@@ -76,6 +79,7 @@ impl std::fmt::Display for TimeoutError {
             self.timeout.as_secs_f64(),
             self.checked_out,
             self.idle,
+            self.connecting,
             self.waiting,
         )?;
         if let Some((site, held)) = &self.oldest_holder {

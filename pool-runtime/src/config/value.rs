@@ -310,7 +310,74 @@ pub(crate) fn mask_credentials(s: &str) -> String {
         Ok(u) if !u.cannot_be_a_base() && (u.password().is_some() || u.query().is_some()) => {
             redact_url(s)
         }
-        _ => s.to_owned(),
+        // Not a URL as a whole, but one may be inside ("5postgres://u:pw@h"):
+        // mask every `user:password@` and `password=…` found anywhere.
+        _ => mask_embedded(s),
+    }
+}
+
+/// Masks the password of every `scheme://user:password@` and the value of
+/// every `…password=`, `…secret=`, `…token=` in free text.
+fn mask_embedded(s: &str) -> String {
+    const MASK: &str = "***";
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace()).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..=colon]);
+                out.push_str(MASK);
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    mask_key_values(&out, MASK)
+}
+
+fn mask_key_values(s: &str, mask: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(eq) = rest.find('=') {
+        let key_start = rest[..eq]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_alphanumeric() || c == '_' || c == '-'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let key = rest[key_start..eq].to_ascii_lowercase();
+        out.push_str(&rest[..=eq]);
+        let tail = &rest[eq + 1..];
+        let end = tail.find(|c: char| matches!(c, '&' | ';' | ',') || c.is_whitespace()).unwrap_or(tail.len());
+        if ["password", "secret", "token"].iter().any(|k| key.contains(k)) {
+            out.push_str(mask);
+        } else {
+            out.push_str(&tail[..end]);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::mask_credentials;
+
+    #[test]
+    fn credentials_inside_free_text_are_masked() {
+        assert_eq!(mask_credentials("5postgres://app:pw@h/app"), "5postgres://app:***@h/app");
+        assert_eq!(mask_credentials("x postgres://u:p@q@h:1/d y"), "x postgres://u:***@h:1/d y");
+        assert_eq!(mask_credentials("a;password=hunter2;b"), "a;password=***;b");
+        assert_eq!(mask_credentials("DB_TOKEN=abc&x=1"), "DB_TOKEN=***&x=1");
+        assert_eq!(mask_credentials("30x"), "30x");
+        assert_eq!(mask_credentials("sqlite://data/app.db"), "sqlite://data/app.db");
+        assert_eq!(mask_credentials("🕴=x Ⱥpassword=p🕴 q"), "🕴=x Ⱥpassword=*** q");
     }
 }
 

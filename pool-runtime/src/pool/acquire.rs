@@ -269,6 +269,7 @@ fn timeout_error<DB: Backend>(shared: &Shared<DB>, start: Instant) -> Error {
             max_overflow: settings.max_overflow,
             checked_out: st.checked_out,
             idle: st.idle.len() as u32,
+            connecting: st.connecting,
             waiting: st.waiting,
             waited,
             timeout: settings.pool_timeout,

@@ -77,7 +77,10 @@ pub(crate) async fn top_up<DB: Backend>(shared: &Arc<Shared<DB>>) {
             // A NullPool never hands out idle connections: one opened here
             // would sit beyond the cap for ever (found by
             // `faults_stress::randomized_schedules_keep_every_invariant`).
-            if st.closed || shared.settings.pool_class == crate::PoolClass::Null || st.open >= shared.settings.min_idle {
+            if st.closed
+                || shared.settings.pool_class == crate::PoolClass::Null
+                || st.open >= shared.settings.min_idle
+            {
                 return;
             }
         }

@@ -103,6 +103,39 @@ async fn the_cap_holds_under_200_concurrent_tasks() {
 }
 
 #[tokio::test]
+async fn connections_returned_while_callers_wait_go_to_them_not_to_the_bin() {
+    let db = db();
+    let pool = pool(&db, 1, 3, 10_000).await;
+    let held: Vec<_> = futures_util::future::join_all((0..4).map(|_| pool.acquire())).await;
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut c = pool.acquire().await.unwrap();
+                sqlx::query("SELECT 1").execute(&mut *c).await.unwrap();
+            })
+        })
+        .collect();
+    while pool.status().waiting < 8 {
+        tokio::task::yield_now().await;
+    }
+    drop(held);
+    for w in waiters {
+        w.await.unwrap();
+    }
+    // The four connections served all eight waiters: none was closed as
+    // overflow and reopened while callers were queued for it.
+    assert_eq!(pool.status().totals.opened, 4, "{:?}", pool.status().totals);
+    // Once nobody waits, the extras go within a maintenance tick.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pool.status().size > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = pool.status();
+    assert_eq!((s.size, s.totals.closed.overflow), (1, 3), "{s}");
+}
+
+#[tokio::test]
 async fn waiters_are_served_in_arrival_order() {
     let db = db();
     let pool = pool(&db, 1, 0, 10_000).await;
@@ -148,9 +181,16 @@ async fn dropped_acquires_leak_nothing() {
     for t in tasks {
         t.await.unwrap();
     }
-    // Connects started by cancelled callers finish in the background.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let s = pool.status();
+    // Connects started by cancelled callers finish in the background, and
+    // connections kept for waiters are closed by the next maintenance tick.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = pool.status();
+        if s.size <= 2 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!((s.checked_out, s.waiting, s.connecting), (0, 0, 0), "{s}");
     assert!(s.size <= 2, "{s}");
     // Every permit came back: the full capacity can be checked out again.

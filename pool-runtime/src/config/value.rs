@@ -344,6 +344,8 @@ fn mask_embedded(s: &str) -> String {
 fn mask_key_values(s: &str, mask: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
+    // Every `=` is looked at, values included, so a `password=` nested in
+    // another value (`0=postgres://h/db?password=…`) is found too.
     while let Some(eq) = rest.find('=') {
         let key_start = rest[..eq]
             .char_indices()
@@ -352,14 +354,14 @@ fn mask_key_values(s: &str, mask: &str) -> String {
             .map_or(0, |(i, c)| i + c.len_utf8());
         let key = rest[key_start..eq].to_ascii_lowercase();
         out.push_str(&rest[..=eq]);
-        let tail = &rest[eq + 1..];
-        let end = tail.find(|c: char| matches!(c, '&' | ';' | ',') || c.is_whitespace()).unwrap_or(tail.len());
+        rest = &rest[eq + 1..];
         if ["password", "secret", "token"].iter().any(|k| key.contains(k)) {
+            let end = rest
+                .find(|c: char| matches!(c, '&' | ';' | ',') || c.is_whitespace())
+                .unwrap_or(rest.len());
             out.push_str(mask);
-        } else {
-            out.push_str(&tail[..end]);
+            rest = &rest[end..];
         }
-        rest = &tail[end..];
     }
     out.push_str(rest);
     out
@@ -378,6 +380,10 @@ mod mask_tests {
         assert_eq!(mask_credentials("30x"), "30x");
         assert_eq!(mask_credentials("sqlite://data/app.db"), "sqlite://data/app.db");
         assert_eq!(mask_credentials("🕴=x Ⱥpassword=p🕴 q"), "🕴=x Ⱥpassword=*** q");
+        assert_eq!(
+            mask_credentials(" 0=postgres://h/app?password=pw&x=1"),
+            " 0=postgres://h/app?password=***&x=1"
+        );
     }
 }
 

@@ -54,6 +54,9 @@ impl Histogram {
 /// last one to two windows (rotated by the pool's maintenance task).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WaitStats {
+    /// Acquires that did not wait, not yet published to the metrics
+    /// histogram (published in one batch per maintenance tick).
+    unpublished_zero_waits: u64,
     current: Histogram,
     previous: Histogram,
     all_time_max: Duration,
@@ -76,6 +79,9 @@ pub struct WaitSummary {
 
 impl WaitStats {
     pub(crate) fn record(&mut self, wait: Duration) {
+        if wait.is_zero() {
+            self.unpublished_zero_waits += 1;
+        }
         self.current.record(wait);
         self.all_time_max = self.all_time_max.max(wait);
     }
@@ -83,6 +89,11 @@ impl WaitStats {
     pub(crate) fn record_timeout(&mut self, wait: Duration) {
         self.record(wait);
         self.recent_timeouts += 1;
+    }
+
+    /// Zero waits recorded since the last call, for the metrics histogram.
+    pub(crate) fn take_zero_waits(&mut self) -> u64 {
+        std::mem::take(&mut self.unpublished_zero_waits)
     }
 
     pub(crate) fn rotate(&mut self) {

@@ -25,11 +25,19 @@ pub(crate) async fn acquire<DB: Backend>(
 ) -> Result<PooledConnection<DB>, Error> {
     let start = Instant::now();
     let deadline = start + shared.settings.pool_timeout;
-    match shared.permits.try_acquire() {
-        Ok(permit) => permit.forget(),
+    // Fast path: a free permit means no wait, and one clock read serves
+    // for the whole checkout.
+    let waited = match shared.permits.try_acquire() {
+        Ok(permit) => {
+            permit.forget();
+            false
+        }
         Err(TryAcquireError::Closed) => return Err(closed(&shared)),
-        Err(TryAcquireError::NoPermits) => wait_for_permit(&shared, start, deadline).await?,
-    }
+        Err(TryAcquireError::NoPermits) => {
+            wait_for_permit(&shared, start, deadline).await?;
+            true
+        }
+    };
     let mut permit = PermitGuard { shared: &shared, armed: true };
     let order = match shared.settings.pool_class {
         PoolClass::Null => Order::Never,
@@ -38,7 +46,7 @@ pub(crate) async fn acquire<DB: Backend>(
     };
     let mut first = true;
     loop {
-        let now = Instant::now();
+        let now = if first && !waited { start } else { Instant::now() };
         if !first && now >= deadline {
             return Err(timeout_error(&shared, start));
         }
@@ -48,14 +56,16 @@ pub(crate) async fn acquire<DB: Backend>(
                 return Err(closed(&shared));
             }
             if first {
+                // Zero waits reach the metrics histogram in batches from
+                // the maintenance task; only real waits are recorded here.
                 st.waits.record(now - start);
             }
             st.check_out(order, site, now)
         };
-        if first {
+        if first && now > start {
             shared.metrics.acquire_wait.record(now - start);
-            first = false;
         }
+        first = false;
         match next {
             Checkout::Idle { idle, holder, suspect } => {
                 permit.armed = false;

@@ -179,8 +179,9 @@ impl<C> Ledger<C> {
     }
 
     /// A connection comes back: `back` is kept idle while fewer than
-    /// `pool_size` are idle, else closed as overflow; `closing` books one
-    /// its caller is closing already.
+    /// `pool_size` are idle or while callers wait (one of them is about to
+    /// take it: closing it would make that caller open a new one), else
+    /// closed as overflow; `closing` books one its caller is closing already.
     pub(crate) fn check_in(
         &mut self,
         holder: u64,
@@ -193,7 +194,7 @@ impl<C> Ledger<C> {
         let leak = self.holders.check_in(holder, now);
         let mut close = None;
         match back {
-            Some(mut idle) if !self.closed && self.idle.len() < pool_size as usize => {
+            Some(mut idle) if !self.closed && (self.idle.len() < pool_size as usize || self.waiting > 0) => {
                 idle.meta.last_used = now;
                 self.idle.push_back(idle);
             }
@@ -222,6 +223,24 @@ impl<C> Ledger<C> {
         drained
     }
 
+    /// Idle connections beyond `pool_size` once nobody waits (kept for
+    /// waiters by `check_in`), to be closed as overflow.
+    pub(crate) fn trim(&mut self, pool_size: u32) -> Vec<C> {
+        if self.waiting > 0 {
+            return Vec::new();
+        }
+        let mut extra = Vec::new();
+        while self.idle.len() > pool_size as usize {
+            // The least recently used go first.
+            if let Some(idle) = self.idle.pop_front() {
+                self.open -= 1;
+                self.totals.closed.add(CloseReason::Overflow);
+                extra.push(idle.raw);
+            }
+        }
+        extra
+    }
+
     /// No connection is out or being opened.
     pub(crate) fn is_drained(&self) -> bool {
         self.checked_out == 0 && self.connecting == 0
@@ -233,7 +252,9 @@ impl<C> Ledger<C> {
         let idle = self.idle.len() as u32;
         assert_eq!(self.open, idle + self.checked_out + self.connecting, "open = idle + out + connecting");
         assert!(self.open <= capacity, "open {} over capacity {capacity}", self.open);
-        assert!(idle <= pool_size, "idle {idle} over pool_size {pool_size}");
+        // Beyond pool_size only while kept for waiters, until `trim`.
+        assert!(idle <= capacity, "idle {idle} over capacity {capacity}");
+        let _ = pool_size;
         assert_eq!(self.holders.len() as u32, self.checked_out, "one holder per checkout");
         if self.closed {
             assert_eq!(idle, 0, "a closed pool keeps nothing idle");
@@ -278,18 +299,29 @@ mod model {
             out
         }
 
-        /// `None` when the pool was closed while waiting.
+        fn try_permit(&self) -> bool {
+            let now = self.permits.load(Ordering::Acquire);
+            now > 0 && self.permits.compare_exchange(now, now - 1, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        }
+
+        /// `None` when the pool was closed while waiting. A caller that
+        /// has to wait is counted in `waiting`, as the real pool does.
         fn take_permit(&self) -> Option<()> {
-            loop {
+            if self.try_permit() {
+                return Some(());
+            }
+            self.with(|l| l.waiting += 1);
+            let got = loop {
                 if self.with(|l| l.closed) {
-                    return None;
+                    break None;
                 }
-                let now = self.permits.load(Ordering::Acquire);
-                if now > 0 && self.permits.compare_exchange(now, now - 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                    return Some(());
+                if self.try_permit() {
+                    break Some(());
                 }
                 thread::yield_now();
-            }
+            };
+            self.with(|l| l.waiting -= 1);
+            got
         }
 
         fn give_permit(&self) {
@@ -329,8 +361,11 @@ mod model {
     }
 
     fn check_end_state(model: &Model) {
-        let ledger = model.ledger.lock().unwrap();
+        let mut ledger = model.ledger.lock().unwrap();
+        // Connections kept for waiters go once nobody waits.
+        drop(ledger.trim(POOL_SIZE));
         ledger.check_invariants(POOL_SIZE, CAPACITY);
+        assert!(ledger.idle.len() as u32 <= POOL_SIZE, "idle beyond pool_size after trim");
         assert!(ledger.is_drained(), "nothing checked out or connecting at the end");
         assert_eq!(model.permits.load(Ordering::Acquire), CAPACITY, "every permit came back");
         let closed = ledger.totals.closed;

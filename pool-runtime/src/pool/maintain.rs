@@ -36,6 +36,15 @@ async fn run<DB: Backend>(weak: Weak<Shared<DB>>, tick: Duration) {
             return;
         }
         report_leaks(&shared);
+        let (extra, zero_waits) = {
+            let mut st = shared.lock();
+            (st.trim(shared.settings.pool_size), st.waits.take_zero_waits())
+        };
+        for raw in extra {
+            shared.metrics.closed(crate::CloseReason::Overflow);
+            shared.close_in_background(raw);
+        }
+        shared.metrics.acquire_wait.record_many(0.0, zero_waits as usize);
         if window_start.elapsed() >= WAIT_WINDOW {
             shared.lock().waits.rotate();
             window_start = Instant::now();

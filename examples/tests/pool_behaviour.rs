@@ -22,8 +22,11 @@ async fn never_more_than_size_plus_overflow_under_load() {
 
 #[tokio::test]
 async fn recycled_connections_get_new_backends() {
-    let (_db, pool) =
-        fixtures::pool(|b| b.pool_size(2).pool_recycle(Some(Duration::from_millis(400)))).await;
+    let (_db, pool) = fixtures::pool(|b| {
+        b.pool_size(2)
+            .pool_recycle(Some(Duration::from_millis(400)))
+    })
+    .await;
     assert::recycled_after_max_age(shared_server(), &pool).await;
 }
 

@@ -83,7 +83,11 @@ impl std::fmt::Display for TimeoutError {
             self.waiting,
         )?;
         if let Some((site, held)) = &self.oldest_holder {
-            write!(f, "; oldest connection held for {:.2}s, acquired at {site}", held.as_secs_f64())?;
+            write!(
+                f,
+                "; oldest connection held for {:.2}s, acquired at {site}",
+                held.as_secs_f64()
+            )?;
         }
         Ok(())
     }

@@ -32,18 +32,18 @@ mod settings;
 
 pub use backend::Backend;
 pub use error::{Error, TimeoutError};
+pub use observe::status::{CloseReason, Health, Status};
 pub use pool::{Pool, PooledConnection, Transaction};
 pub use registry::PoolRegistry;
-pub use observe::status::{CloseReason, Health, Status};
 pub use secret::Secret;
 pub use settings::{
     HealthThresholds, PoolClass, PoolSettings, PoolSettingsBuilder, ResetOnReturn, SqliteSettings,
     SslMode,
 };
 
-pub use pool_macros::PoolConfig;
 /// The trait the derive implements; `use pool_runtime::PoolConfig` imports both.
 pub use config::PoolConfig;
+pub use pool_macros::PoolConfig;
 
 /// Re-exported so generated code and users name one sqlx.
 pub use sqlx;

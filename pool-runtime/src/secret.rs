@@ -103,7 +103,11 @@ pub fn redact_url(raw: &str) -> String {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(k, v)| {
-                let v = if is_secret_key(&k) { MASK.to_owned() } else { v.into_owned() };
+                let v = if is_secret_key(&k) {
+                    MASK.to_owned()
+                } else {
+                    v.into_owned()
+                };
                 (k.into_owned(), v)
             })
             .collect();
@@ -115,5 +119,8 @@ pub fn redact_url(raw: &str) -> String {
 
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    key.contains("password") || key.contains("secret") || key == "sslpassword" || key.contains("token")
+    key.contains("password")
+        || key.contains("secret")
+        || key == "sslpassword"
+        || key.contains("token")
 }

@@ -133,7 +133,10 @@ pub struct HealthThresholds {
 
 impl Default for HealthThresholds {
     fn default() -> Self {
-        Self { warning_percent: 70.0, critical_percent: 90.0 }
+        Self {
+            warning_percent: 70.0,
+            critical_percent: 90.0,
+        }
     }
 }
 
@@ -304,7 +307,9 @@ impl PoolSettings {
     /// assert_eq!(settings.capacity(), 30);
     /// ```
     pub fn builder(url: impl Into<String>) -> PoolSettingsBuilder {
-        PoolSettingsBuilder { settings: Self::new(url) }
+        PoolSettingsBuilder {
+            settings: Self::new(url),
+        }
     }
 
     /// Most connections the pool may hold open at once.

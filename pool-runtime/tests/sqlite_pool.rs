@@ -39,10 +39,18 @@ async fn overflow_connections_close_on_return_and_size_stays() {
         held.push(pool.acquire().await.unwrap());
     }
     let s = pool.status();
-    assert_eq!((s.size, s.checked_out, s.overflow, s.checked_in), (5, 5, 3, 0), "{s}");
+    assert_eq!(
+        (s.size, s.checked_out, s.overflow, s.checked_in),
+        (5, 5, 3, 0),
+        "{s}"
+    );
     drop(held);
     let s = pool.status();
-    assert_eq!((s.size, s.checked_in, s.checked_out, s.overflow), (2, 2, 0, 0), "{s}");
+    assert_eq!(
+        (s.size, s.checked_in, s.checked_out, s.overflow),
+        (2, 2, 0, 0),
+        "{s}"
+    );
     assert_eq!(s.totals.closed.overflow, 3, "{s:?}");
 }
 
@@ -67,7 +75,10 @@ async fn timeout_error_names_counts_and_the_oldest_holder() {
         assert!(msg.contains(part), "missing {part:?} in: {msg}");
     }
     // The oldest holder is the first acquire.
-    assert!(msg.contains(&format!("sqlite_pool.rs:{holder_line}:")), "{msg}");
+    assert!(
+        msg.contains(&format!("sqlite_pool.rs:{holder_line}:")),
+        "{msg}"
+    );
     assert_eq!(pool.status().totals.timeouts, 1);
 }
 
@@ -86,7 +97,11 @@ async fn the_cap_holds_under_200_concurrent_tasks() {
             peak.fetch_max(now, Ordering::SeqCst);
             let s = pool.status();
             assert!(s.size <= 7, "size {} over cap: {s}", s.size);
-            sqlx::query("SELECT ?").bind(i as i64).execute(&mut *conn).await.unwrap();
+            sqlx::query("SELECT ?")
+                .bind(i as i64)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(i % 3)).await;
             in_use.fetch_sub(1, Ordering::SeqCst);
         }));
@@ -201,7 +216,10 @@ async fn dropped_acquires_leak_nothing() {
 #[tokio::test]
 async fn null_pool_opens_and_closes_per_checkout() {
     let db = db();
-    let settings = PoolSettings::builder(&db.url).pool_class(PoolClass::Null).build().unwrap();
+    let settings = PoolSettings::builder(&db.url)
+        .pool_class(PoolClass::Null)
+        .build()
+        .unwrap();
     let pool: Pool<Sqlite> = Pool::connect(settings).await.unwrap();
     for _ in 0..3 {
         let mut c = pool.acquire().await.unwrap();
@@ -217,15 +235,27 @@ async fn null_pool_opens_and_closes_per_checkout() {
 async fn a_dropped_transaction_is_rolled_back_before_reuse() {
     let db = db();
     let pool = pool(&db, 1, 0, 5_000).await;
-    sqlx::query("CREATE TABLE t (x INTEGER)").execute(&pool).await.unwrap();
+    sqlx::query("CREATE TABLE t (x INTEGER)")
+        .execute(&pool)
+        .await
+        .unwrap();
     {
         let mut tx = pool.begin().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (1)").execute(&mut *tx).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
     }
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO t VALUES (2)").execute(&mut *tx).await.unwrap();
+    sqlx::query("INSERT INTO t VALUES (2)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    let rows: Vec<(i64,)> = sqlx::query_as("SELECT x FROM t").fetch_all(&pool).await.unwrap();
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT x FROM t")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     assert_eq!(rows, vec![(2,)]);
 }
 
@@ -239,13 +269,22 @@ async fn raw_begin_is_rolled_back_with_rollback_always() {
         .build()
         .unwrap();
     let pool: Pool<Sqlite> = Pool::connect(settings).await.unwrap();
-    sqlx::query("CREATE TABLE t (x INTEGER)").execute(&pool).await.unwrap();
+    sqlx::query("CREATE TABLE t (x INTEGER)")
+        .execute(&pool)
+        .await
+        .unwrap();
     {
         let mut c = pool.acquire().await.unwrap();
         sqlx::query("BEGIN").execute(&mut *c).await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (1)").execute(&mut *c).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut *c)
+            .await
+            .unwrap();
     }
-    let count: (i64,) = sqlx::query_as("SELECT count(*) FROM t").fetch_one(&pool).await.unwrap();
+    let count: (i64,) = sqlx::query_as("SELECT count(*) FROM t")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(count.0, 0);
 }
 
@@ -255,9 +294,15 @@ async fn the_pool_is_an_executor() {
     let pool = pool(&db, 2, 0, 5_000).await;
     let one: (i64,) = sqlx::query_as("SELECT 1").fetch_one(&pool).await.unwrap();
     assert_eq!(one.0, 1);
-    let many: Vec<(i64,)> = sqlx::query_as("SELECT 1 UNION ALL SELECT 2").fetch_all(&pool).await.unwrap();
+    let many: Vec<(i64,)> = sqlx::query_as("SELECT 1 UNION ALL SELECT 2")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     assert_eq!(many.len(), 2);
-    let none: Option<(i64,)> = sqlx::query_as("SELECT 1 WHERE 0").fetch_optional(&pool).await.unwrap();
+    let none: Option<(i64,)> = sqlx::query_as("SELECT 1 WHERE 0")
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
     assert!(none.is_none());
     assert_eq!(pool.status().checked_out, 0);
 }
@@ -307,7 +352,10 @@ async fn close_refuses_new_checkouts_and_wakes_waiters() {
 #[tokio::test]
 async fn bad_urls_are_refused_with_the_password_masked() {
     let settings = PoolSettings::new("mysql://app:hunter2@db/app");
-    let err = Pool::<Sqlite>::connect(settings).await.unwrap_err().to_string();
+    let err = Pool::<Sqlite>::connect(settings)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a SQLite URL"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("app:***@db"), "{err}");

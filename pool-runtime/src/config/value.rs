@@ -325,7 +325,9 @@ fn mask_embedded(s: &str) -> String {
     while let Some(at) = rest.find("://") {
         let (head, tail) = rest.split_at(at + 3);
         out.push_str(head);
-        let end = tail.find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace()).unwrap_or(tail.len());
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+            .unwrap_or(tail.len());
         let authority = &tail[..end];
         match (authority.rfind('@'), authority.find(':')) {
             (Some(at), Some(colon)) if colon < at => {
@@ -355,7 +357,10 @@ fn mask_key_values(s: &str, mask: &str) -> String {
         let key = rest[key_start..eq].to_ascii_lowercase();
         out.push_str(&rest[..=eq]);
         rest = &rest[eq + 1..];
-        if ["password", "secret", "token"].iter().any(|k| key.contains(k)) {
+        if ["password", "secret", "token"]
+            .iter()
+            .any(|k| key.contains(k))
+        {
             let end = rest
                 .find(|c: char| matches!(c, '&' | ';' | ',') || c.is_whitespace())
                 .unwrap_or(rest.len());
@@ -373,13 +378,25 @@ mod mask_tests {
 
     #[test]
     fn credentials_inside_free_text_are_masked() {
-        assert_eq!(mask_credentials("5postgres://app:pw@h/app"), "5postgres://app:***@h/app");
-        assert_eq!(mask_credentials("x postgres://u:p@q@h:1/d y"), "x postgres://u:***@h:1/d y");
+        assert_eq!(
+            mask_credentials("5postgres://app:pw@h/app"),
+            "5postgres://app:***@h/app"
+        );
+        assert_eq!(
+            mask_credentials("x postgres://u:p@q@h:1/d y"),
+            "x postgres://u:***@h:1/d y"
+        );
         assert_eq!(mask_credentials("a;password=hunter2;b"), "a;password=***;b");
         assert_eq!(mask_credentials("DB_TOKEN=abc&x=1"), "DB_TOKEN=***&x=1");
         assert_eq!(mask_credentials("30x"), "30x");
-        assert_eq!(mask_credentials("sqlite://data/app.db"), "sqlite://data/app.db");
-        assert_eq!(mask_credentials("🕴=x Ⱥpassword=p🕴 q"), "🕴=x Ⱥpassword=*** q");
+        assert_eq!(
+            mask_credentials("sqlite://data/app.db"),
+            "sqlite://data/app.db"
+        );
+        assert_eq!(
+            mask_credentials("🕴=x Ⱥpassword=p🕴 q"),
+            "🕴=x Ⱥpassword=*** q"
+        );
         assert_eq!(
             mask_credentials(" 0=postgres://h/app?password=pw&x=1"),
             " 0=postgres://h/app?password=***&x=1"

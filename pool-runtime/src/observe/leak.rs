@@ -29,7 +29,11 @@ pub(crate) struct Leak {
 
 impl Holders {
     pub(crate) fn check_out(&mut self, site: &'static Location<'static>, now: Instant) -> u64 {
-        let holder = Some(Holder { site, since: now, reported: false });
+        let holder = Some(Holder {
+            site,
+            since: now,
+            reported: false,
+        });
         match self.free.pop() {
             Some(index) => {
                 self.slots[index] = holder;
@@ -47,7 +51,10 @@ impl Holders {
     pub(crate) fn check_in(&mut self, id: u64, now: Instant) -> Option<Leak> {
         let holder = self.slots.get_mut(id as usize)?.take()?;
         self.free.push(id as usize);
-        holder.reported.then(|| Leak { site: holder.site, held: now - holder.since })
+        holder.reported.then(|| Leak {
+            site: holder.site,
+            held: now - holder.since,
+        })
     }
 
     /// Holders past `threshold` not yet reported; marks them reported.
@@ -58,7 +65,10 @@ impl Holders {
             .filter(|h| !h.reported && now.duration_since(h.since) >= threshold)
             .map(|h| {
                 h.reported = true;
-                Leak { site: h.site, held: now - h.since }
+                Leak {
+                    site: h.site,
+                    held: now - h.since,
+                }
             })
             .collect()
     }
@@ -94,7 +104,9 @@ mod tests {
         assert_eq!(leaks.len(), 1);
         assert_eq!(leaks[0].site.line(), site.line());
         assert!(holders.new_leaks(Duration::from_secs(1), later).is_empty());
-        let back = holders.check_in(id, later).expect("reported leak comes back");
+        let back = holders
+            .check_in(id, later)
+            .expect("reported leak comes back");
         assert_eq!(back.held, Duration::from_secs(2));
         assert_eq!(holders.len(), 0);
     }

@@ -43,19 +43,55 @@ pub const LEAKS_TOTAL: &str = "db_pool_leaks_total";
 /// recorder. Call once after installing it.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!(CONNECTIONS_OPEN, Unit::Count, "Open connections (idle + in use + connecting)");
-    describe_gauge!(CONNECTIONS_IDLE, Unit::Count, "Idle connections in the pool");
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        Unit::Count,
+        "Open connections (idle + in use + connecting)"
+    );
+    describe_gauge!(
+        CONNECTIONS_IDLE,
+        Unit::Count,
+        "Idle connections in the pool"
+    );
     describe_gauge!(CONNECTIONS_IN_USE, Unit::Count, "Connections checked out");
-    describe_gauge!(CONNECTIONS_OVERFLOW, Unit::Count, "Open connections beyond pool_size");
+    describe_gauge!(
+        CONNECTIONS_OVERFLOW,
+        Unit::Count,
+        "Open connections beyond pool_size"
+    );
     describe_gauge!(WAITERS, Unit::Count, "Tasks waiting in acquire");
-    describe_gauge!(UTILIZATION, Unit::Percent, "Checked out / (pool_size + max_overflow), 0-1");
-    describe_histogram!(ACQUIRE_WAIT, Unit::Seconds, "Time acquire waited for a connection");
+    describe_gauge!(
+        UTILIZATION,
+        Unit::Percent,
+        "Checked out / (pool_size + max_overflow), 0-1"
+    );
+    describe_histogram!(
+        ACQUIRE_WAIT,
+        Unit::Seconds,
+        "Time acquire waited for a connection"
+    );
     describe_counter!(OPENED_TOTAL, Unit::Count, "Connections opened");
     describe_counter!(CLOSED_TOTAL, Unit::Count, "Connections closed, by reason");
-    describe_counter!(CONNECT_ERRORS_TOTAL, Unit::Count, "Failed connection attempts");
-    describe_counter!(TIMEOUTS_TOTAL, Unit::Count, "Acquires that hit pool_timeout");
-    describe_counter!(PRE_PING_FAILURES_TOTAL, Unit::Count, "Idle connections found dead by pre-ping");
-    describe_counter!(LEAKS_TOTAL, Unit::Count, "Connections held longer than leak_threshold");
+    describe_counter!(
+        CONNECT_ERRORS_TOTAL,
+        Unit::Count,
+        "Failed connection attempts"
+    );
+    describe_counter!(
+        TIMEOUTS_TOTAL,
+        Unit::Count,
+        "Acquires that hit pool_timeout"
+    );
+    describe_counter!(
+        PRE_PING_FAILURES_TOTAL,
+        Unit::Count,
+        "Idle connections found dead by pre-ping"
+    );
+    describe_counter!(
+        LEAKS_TOTAL,
+        Unit::Count,
+        "Connections held longer than leak_threshold"
+    );
 }
 
 /// One pool's registered handles (no-ops when metrics are off).

@@ -224,9 +224,10 @@ impl Status {
             health: Health::Healthy,
             wait: counts.wait,
             totals: counts.totals,
-            oldest_checkout: counts
-                .oldest
-                .map(|(site, held)| OldestCheckout { site, held_seconds: held.as_secs_f64() }),
+            oldest_checkout: counts.oldest.map(|(site, held)| OldestCheckout {
+                site,
+                held_seconds: held.as_secs_f64(),
+            }),
             server: counts.server,
             recommendations: Vec::new(),
             closed: counts.closed,
@@ -360,7 +361,11 @@ mod tests {
     }
 
     fn settings() -> PoolSettings {
-        PoolSettings::builder("postgres://x@h/db").pool_size(5).max_overflow(5).build().unwrap()
+        PoolSettings::builder("postgres://x@h/db")
+            .pool_size(5)
+            .max_overflow(5)
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -377,10 +382,16 @@ mod tests {
         let mut s = settings();
         s.replicas = 4;
         let mut c = counts(0, 0);
-        c.server = Some(ServerLimits { max_connections: Some(30), idle_session_timeout: None });
+        c.server = Some(ServerLimits {
+            max_connections: Some(30),
+            idle_session_timeout: None,
+        });
         let status = Status::compute(&s, c);
         let advice = status.recommendations.join("\n");
-        assert!(advice.contains("needs 40 connections but the server allows 30"), "{advice}");
+        assert!(
+            advice.contains("needs 40 connections but the server allows 30"),
+            "{advice}"
+        );
         assert!(advice.contains("at most 7 per replica"), "{advice}");
     }
 }

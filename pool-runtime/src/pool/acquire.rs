@@ -38,7 +38,10 @@ pub(crate) async fn acquire<DB: Backend>(
             true
         }
     };
-    let mut permit = PermitGuard { shared: &shared, armed: true };
+    let mut permit = PermitGuard {
+        shared: &shared,
+        armed: true,
+    };
     let order = match shared.settings.pool_class {
         PoolClass::Null => Order::Never,
         PoolClass::Queue if shared.settings.pool_use_lifo => Order::Lifo,
@@ -46,7 +49,11 @@ pub(crate) async fn acquire<DB: Backend>(
     };
     let mut first = true;
     loop {
-        let now = if first && !waited { start } else { Instant::now() };
+        let now = if first && !waited {
+            start
+        } else {
+            Instant::now()
+        };
         if !first && now >= deadline {
             return Err(timeout_error(&shared, start));
         }
@@ -67,7 +74,11 @@ pub(crate) async fn acquire<DB: Backend>(
         }
         first = false;
         match next {
-            Checkout::Idle { idle, holder, suspect } => {
+            Checkout::Idle {
+                idle,
+                holder,
+                suspect,
+            } => {
                 permit.armed = false;
                 let conn = PooledConnection::new(Arc::clone(&shared), idle.raw, idle.meta, holder);
                 match vet(&shared, conn, suspect, deadline, now).await {
@@ -161,7 +172,9 @@ async fn vet<DB: Backend>(
     }
     // Dropped mid-ping (caller cancelled): close rather than reuse.
     conn.discard_as(CloseReason::Discarded);
-    let bound = settings.network_timeout.min(deadline.saturating_duration_since(now));
+    let bound = settings
+        .network_timeout
+        .min(deadline.saturating_duration_since(now));
     let ping = tokio::time::timeout(bound, crate::backend::ping::<DB>(conn.raw_mut())).await;
     match ping {
         Ok(Ok(())) => {
@@ -218,7 +231,12 @@ async fn open_for_caller<DB: Backend>(
         Ok(raw) => {
             let holder = shared.lock().connected(site, now);
             let meta = ConnMeta::new(&shared.settings, now);
-            Ok(PooledConnection::new(Arc::clone(&shared), raw, meta, holder))
+            Ok(PooledConnection::new(
+                Arc::clone(&shared),
+                raw,
+                meta,
+                holder,
+            ))
         }
         Err(error) => {
             shared.lock().connect_failed();
@@ -236,13 +254,15 @@ async fn open_for_caller<DB: Backend>(
 /// also reads the server's limits for status advice.
 pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Connection, Error> {
     let settings = &shared.settings;
-    let connect = tokio::time::timeout(settings.connect_timeout, DB::connect(&shared.options)).await;
+    let connect =
+        tokio::time::timeout(settings.connect_timeout, DB::connect(&shared.options)).await;
     let error = match connect {
         Ok(Ok(mut raw)) => {
             let probe = shared.lock().server.is_none();
             if probe {
                 let limits =
-                    tokio::time::timeout(settings.network_timeout, DB::server_limits(&mut raw)).await;
+                    tokio::time::timeout(settings.network_timeout, DB::server_limits(&mut raw))
+                        .await;
                 if let Ok(Some(limits)) = limits {
                     shared.lock().server = Some(limits);
                 }
@@ -253,8 +273,14 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
             }
             return Ok(raw);
         }
-        Ok(Err(source)) => Error::Connect { url: shared.url.clone(), source },
-        Err(_) => Error::ConnectTimeout { url: shared.url.clone(), timeout: settings.connect_timeout },
+        Ok(Err(source)) => Error::Connect {
+            url: shared.url.clone(),
+            source,
+        },
+        Err(_) => Error::ConnectTimeout {
+            url: shared.url.clone(),
+            timeout: settings.connect_timeout,
+        },
     };
     shared.metrics.connect_errors.increment(1);
     tracing::warn!(target: "pool_runtime::events", pool = %settings.name, error = %error, "connect failed");

@@ -25,8 +25,20 @@ pub struct PooledConnection<DB: Backend> {
 }
 
 impl<DB: Backend> PooledConnection<DB> {
-    pub(crate) fn new(shared: Arc<Shared<DB>>, raw: DB::Connection, meta: ConnMeta, holder: u64) -> Self {
-        Self { raw: Some(raw), meta, holder, shared, touched: false, discard: None }
+    pub(crate) fn new(
+        shared: Arc<Shared<DB>>,
+        raw: DB::Connection,
+        meta: ConnMeta,
+        holder: u64,
+    ) -> Self {
+        Self {
+            raw: Some(raw),
+            meta,
+            holder,
+            shared,
+            touched: false,
+            discard: None,
+        }
     }
 
     /// Closes the connection instead of returning it to the pool, for a
@@ -64,10 +76,13 @@ impl<DB: Backend> PooledConnection<DB> {
     /// (found by `faults_outage::all_backends_terminated_mid_load`).
     pub(crate) fn note_error(&mut self, error: &sqlx::Error) {
         let gone = match error {
-            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(db) => {
-                db.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03"))
-            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
             _ => false,
         };
         if gone {
@@ -119,7 +134,8 @@ impl<DB: Backend> fmt::Debug for PooledConnection<DB> {
 impl<DB: Backend> Drop for PooledConnection<DB> {
     fn drop(&mut self) {
         if let Some(raw) = self.raw.take() {
-            self.shared.check_in(raw, self.meta, self.holder, self.touched, self.discard);
+            self.shared
+                .check_in(raw, self.meta, self.holder, self.touched, self.discard);
         }
     }
 }

@@ -51,7 +51,10 @@ where
         )
     }
 
-    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
     where
         E: 'q + Execute<'q, DB>,
     {
@@ -79,7 +82,10 @@ where
     }
 
     #[doc(hidden)]
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx_core::describe::Describe<DB>, sqlx::Error>> {
+    fn describe<'e>(
+        self,
+        sql: SqlStr,
+    ) -> BoxFuture<'e, Result<sqlx_core::describe::Describe<DB>, sqlx::Error>> {
         let acquire = self.acquire();
         Box::pin(async move { acquire.await?.describe(sql).await })
     }

@@ -34,7 +34,11 @@ impl ConnMeta {
             let jitter = spread.mul_f64(rand::random::<f64>());
             now + (age - jitter)
         });
-        Self { created: now, expires, last_used: now }
+        Self {
+            created: now,
+            expires,
+            last_used: now,
+        }
     }
 }
 
@@ -58,7 +62,11 @@ pub(crate) enum Order {
 /// What a permit holder gets from [`Ledger::check_out`].
 pub(crate) enum Checkout<C> {
     /// An idle connection, now checked out under `holder`.
-    Idle { idle: Idle<C>, holder: u64, suspect: bool },
+    Idle {
+        idle: Idle<C>,
+        holder: u64,
+        suspect: bool,
+    },
     /// No idle connection: a slot is reserved; open one.
     Open,
 }
@@ -123,7 +131,11 @@ impl<C> Ledger<C> {
                 self.totals.acquired += 1;
                 let holder = self.holders.check_out(site, now);
                 let suspect = self.suspect_since.is_some_and(|t| idle.meta.last_used < t);
-                Checkout::Idle { idle, holder, suspect }
+                Checkout::Idle {
+                    idle,
+                    holder,
+                    suspect,
+                }
             }
             None => {
                 self.reserve();
@@ -194,22 +206,34 @@ impl<C> Ledger<C> {
         let leak = self.holders.check_in(holder, now);
         let mut close = None;
         match back {
-            Some(mut idle) if !self.closed && (self.idle.len() < pool_size as usize || self.waiting > 0) => {
+            Some(mut idle)
+                if !self.closed && (self.idle.len() < pool_size as usize || self.waiting > 0) =>
+            {
                 idle.meta.last_used = now;
                 self.idle.push_back(idle);
             }
             Some(idle) => {
-                let reason = if self.closed { CloseReason::PoolClosed } else { CloseReason::Overflow };
+                let reason = if self.closed {
+                    CloseReason::PoolClosed
+                } else {
+                    CloseReason::Overflow
+                };
                 self.open -= 1;
                 self.totals.closed.add(reason);
                 close = Some((idle.raw, reason));
             }
             None => {
                 self.open -= 1;
-                self.totals.closed.add(closing.unwrap_or(CloseReason::Discarded));
+                self.totals
+                    .closed
+                    .add(closing.unwrap_or(CloseReason::Discarded));
             }
         }
-        CheckedIn { leak, close, pool_closed: self.closed }
+        CheckedIn {
+            leak,
+            close,
+            pool_closed: self.closed,
+        }
     }
 
     /// Marks the pool closed and hands over the idle connections to close.
@@ -250,12 +274,24 @@ impl<C> Ledger<C> {
     #[cfg(test)]
     pub(crate) fn check_invariants(&self, pool_size: u32, capacity: u32) {
         let idle = self.idle.len() as u32;
-        assert_eq!(self.open, idle + self.checked_out + self.connecting, "open = idle + out + connecting");
-        assert!(self.open <= capacity, "open {} over capacity {capacity}", self.open);
+        assert_eq!(
+            self.open,
+            idle + self.checked_out + self.connecting,
+            "open = idle + out + connecting"
+        );
+        assert!(
+            self.open <= capacity,
+            "open {} over capacity {capacity}",
+            self.open
+        );
         // Beyond pool_size only while kept for waiters, until `trim`.
         assert!(idle <= capacity, "idle {idle} over capacity {capacity}");
         let _ = pool_size;
-        assert_eq!(self.holders.len() as u32, self.checked_out, "one holder per checkout");
+        assert_eq!(
+            self.holders.len() as u32,
+            self.checked_out,
+            "one holder per checkout"
+        );
         if self.closed {
             assert_eq!(idle, 0, "a closed pool keeps nothing idle");
         }
@@ -289,7 +325,11 @@ mod model {
 
     impl Model {
         fn new() -> Self {
-            Self { ledger: Mutex::new(Ledger::new(POOL_SIZE)), permits: AtomicU32::new(CAPACITY), next_conn: AtomicU32::new(0) }
+            Self {
+                ledger: Mutex::new(Ledger::new(POOL_SIZE)),
+                permits: AtomicU32::new(CAPACITY),
+                next_conn: AtomicU32::new(0),
+            }
         }
 
         fn with<R>(&self, f: impl FnOnce(&mut Ledger<u32>) -> R) -> R {
@@ -301,7 +341,11 @@ mod model {
 
         fn try_permit(&self) -> bool {
             let now = self.permits.load(Ordering::Acquire);
-            now > 0 && self.permits.compare_exchange(now, now - 1, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            now > 0
+                && self
+                    .permits
+                    .compare_exchange(now, now - 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
         }
 
         /// `None` when the pool was closed while waiting. A caller that
@@ -333,7 +377,13 @@ mod model {
             self.take_permit()?;
             let site = Location::caller();
             let now = Instant::now();
-            match self.with(|l| if l.closed { None } else { Some(l.check_out(Order::Fifo, site, now)) }) {
+            match self.with(|l| {
+                if l.closed {
+                    None
+                } else {
+                    Some(l.check_out(Order::Fifo, site, now))
+                }
+            }) {
                 None => {
                     self.give_permit();
                     None
@@ -354,7 +404,11 @@ mod model {
 
         fn release(&self, conn: u32, holder: u64) {
             let now = Instant::now();
-            let meta = ConnMeta { created: now, expires: None, last_used: now };
+            let meta = ConnMeta {
+                created: now,
+                expires: None,
+                last_used: now,
+            };
             self.with(|l| l.check_in(holder, Some(Idle { raw: conn, meta }), None, POOL_SIZE, now));
             self.give_permit();
         }
@@ -365,11 +419,25 @@ mod model {
         // Connections kept for waiters go once nobody waits.
         drop(ledger.trim(POOL_SIZE));
         ledger.check_invariants(POOL_SIZE, CAPACITY);
-        assert!(ledger.idle.len() as u32 <= POOL_SIZE, "idle beyond pool_size after trim");
-        assert!(ledger.is_drained(), "nothing checked out or connecting at the end");
-        assert_eq!(model.permits.load(Ordering::Acquire), CAPACITY, "every permit came back");
+        assert!(
+            ledger.idle.len() as u32 <= POOL_SIZE,
+            "idle beyond pool_size after trim"
+        );
+        assert!(
+            ledger.is_drained(),
+            "nothing checked out or connecting at the end"
+        );
+        assert_eq!(
+            model.permits.load(Ordering::Acquire),
+            CAPACITY,
+            "every permit came back"
+        );
         let closed = ledger.totals.closed;
-        assert_eq!(ledger.totals.opened, closed.total() + u64::from(ledger.open), "opened = closed + open");
+        assert_eq!(
+            ledger.totals.opened,
+            closed.total() + u64::from(ledger.open),
+            "opened = closed + open"
+        );
     }
 
     fn explore(f: impl Fn() + Sync + Send + 'static) {

@@ -38,13 +38,19 @@ async fn run<DB: Backend>(weak: Weak<Shared<DB>>, tick: Duration) {
         report_leaks(&shared);
         let (extra, zero_waits) = {
             let mut st = shared.lock();
-            (st.trim(shared.settings.pool_size), st.waits.take_zero_waits())
+            (
+                st.trim(shared.settings.pool_size),
+                st.waits.take_zero_waits(),
+            )
         };
         for raw in extra {
             shared.metrics.closed(crate::CloseReason::Overflow);
             shared.close_in_background(raw);
         }
-        shared.metrics.acquire_wait.record_many(0.0, zero_waits as usize);
+        shared
+            .metrics
+            .acquire_wait
+            .record_many(0.0, zero_waits as usize);
         if window_start.elapsed() >= WAIT_WINDOW {
             shared.lock().waits.rotate();
             window_start = Instant::now();
@@ -55,7 +61,9 @@ async fn run<DB: Backend>(weak: Weak<Shared<DB>>, tick: Duration) {
 }
 
 fn report_leaks<DB: Backend>(shared: &Shared<DB>) {
-    let Some(threshold) = shared.settings.leak_threshold else { return };
+    let Some(threshold) = shared.settings.leak_threshold else {
+        return;
+    };
     let leaks = {
         let mut st = shared.lock();
         let leaks = st.holders.new_leaks(threshold, Instant::now());
@@ -93,7 +101,9 @@ pub(crate) async fn top_up<DB: Backend>(shared: &Arc<Shared<DB>>) {
                 return;
             }
         }
-        let Ok(permit) = shared.permits.try_acquire() else { return };
+        let Ok(permit) = shared.permits.try_acquire() else {
+            return;
+        };
         permit.forget();
         shared.lock().reserve();
         let opened = super::acquire::open_raw(shared).await;

@@ -33,7 +33,9 @@ pub struct Pool<DB: Backend> {
 
 impl<DB: Backend> Clone for Pool<DB> {
     fn clone(&self) -> Self {
-        Self { shared: Arc::clone(&self.shared) }
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
@@ -72,7 +74,9 @@ impl<DB: Backend> Pool<DB> {
     /// The call site is recorded (`#[track_caller]`) for leak reports and
     /// timeout errors. Cancel-safe: dropping the future leaks nothing.
     #[track_caller]
-    pub fn acquire(&self) -> impl Future<Output = Result<PooledConnection<DB>, Error>> + Send + 'static {
+    pub fn acquire(
+        &self,
+    ) -> impl Future<Output = Result<PooledConnection<DB>, Error>> + Send + 'static {
         let site = Location::caller();
         acquire::acquire(Arc::clone(&self.shared), site)
     }
@@ -129,7 +133,10 @@ impl<DB: Backend> Pool<DB> {
             if shared.lock().is_drained() {
                 break;
             }
-            if tokio::time::timeout_at(deadline.into(), returned).await.is_err() {
+            if tokio::time::timeout_at(deadline.into(), returned)
+                .await
+                .is_err()
+            {
                 tracing::warn!(
                     target: "pool_runtime::events",
                     pool = %shared.settings.name,
@@ -145,7 +152,10 @@ impl<DB: Backend> Pool<DB> {
 
 /// Rolls back whatever sqlx knows is open, or everything when `always`,
 /// and makes sure nothing is left queued on the connection.
-pub(crate) async fn reset<DB: Backend>(conn: &mut DB::Connection, always: bool) -> Result<(), sqlx::Error> {
+pub(crate) async fn reset<DB: Backend>(
+    conn: &mut DB::Connection,
+    always: bool,
+) -> Result<(), sqlx::Error> {
     use sqlx_core::transaction::TransactionManager;
     while conn.is_in_transaction() {
         <DB::TransactionManager as TransactionManager>::rollback(conn).await?;

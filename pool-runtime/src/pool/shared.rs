@@ -45,7 +45,9 @@ impl<DB: Backend> Shared<DB> {
     /// The lock is never held across an await, and nothing under it can
     /// panic, so a poisoned lock still holds consistent counts.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Ledger<DB::Connection>> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -96,7 +98,9 @@ impl<DB: Backend> Shared<DB> {
         let needs_reset = match self.settings.reset_on_return {
             ResetOnReturn::None => raw.should_flush(),
             ResetOnReturn::Rollback => raw.is_in_transaction() || raw.should_flush(),
-            ResetOnReturn::RollbackAlways => touched || raw.is_in_transaction() || raw.should_flush(),
+            ResetOnReturn::RollbackAlways => {
+                touched || raw.is_in_transaction() || raw.should_flush()
+            }
         };
         if !needs_reset {
             self.release(holder, now, Some(Idle { raw, meta }), None);
@@ -139,7 +143,9 @@ impl<DB: Backend> Shared<DB> {
         conn: Option<Idle<DB::Connection>>,
         closing: Option<CloseReason>,
     ) {
-        let done = self.lock().check_in(holder, conn, closing, self.settings.pool_size, now);
+        let done = self
+            .lock()
+            .check_in(holder, conn, closing, self.settings.pool_size, now);
         self.permits.add_permits(1);
         if done.pool_closed {
             // Only `close` listens; skip the notify lock on the hot path.

@@ -69,7 +69,10 @@ impl<DB: Backend> DerefMut for Transaction<DB> {
 
 impl<DB: Backend> std::fmt::Debug for Transaction<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transaction").field("conn", &self.conn).field("open", &self.open).finish()
+        f.debug_struct("Transaction")
+            .field("conn", &self.conn)
+            .field("open", &self.open)
+            .finish()
     }
 }
 

@@ -118,10 +118,7 @@ pub fn assert_consistent(s: &Status, capacity: u32) {
     );
     // Idle may pass pool_size only by connections kept for waiters, which
     // the maintenance tick closes once nobody waits; never past the cap.
-    assert!(
-        s.checked_in <= capacity,
-        "more idle than the cap: {s:?}"
-    );
+    assert!(s.checked_in <= capacity, "more idle than the cap: {s:?}");
 }
 
 /// Waits (bounded) until nothing is checked out, connecting or waiting,

@@ -5,25 +5,30 @@
 //! check list; targets are reported, never asserted.
 //!
 //! ```text
-//! cargo run --release -p pool-examples --bin bench            # full, a few minutes
-//! cargo run --release -p pool-examples --bin bench -- --smoke # 1-2 s, for CI
-//! cargo run --release -p pool-examples --bin bench -- --help
+//! cargo run --release -p pool-bench            # full, a few minutes
+//! cargo run --release -p pool-bench -- --smoke # 1-2 s, for CI
+//! cargo run --release -p pool-bench -- --help
 //! ```
 
-#[path = "../bench/mod.rs"]
-mod bench;
+mod args;
+mod contender;
+mod machine;
+mod oversub;
+mod profile;
+mod report;
+mod run;
+mod throughput;
 
 use std::time::{Duration, Instant};
 
-use bench::args::{Options, USAGE};
-use bench::contender::{BoxError, Kind, Work};
-use bench::{oversub, report, throughput};
+use crate::args::{Options, USAGE};
+use crate::contender::{BoxError, Kind, Work};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--profile") {
         let result = match &args[1..] {
-            [kind, work, ops] => bench::profile::parse(kind, work, ops)
+            [kind, work, ops] => profile::parse(kind, work, ops)
                 .map_err(BoxError::from)
                 .and_then(profile),
             _ => Err("usage: bench --profile KIND acquire|select OPS".into()),
@@ -50,7 +55,7 @@ fn main() {
     }
 }
 
-/// `--profile`: one task on a current-thread runtime (see bench/profile.rs).
+/// `--profile`: one task on a current-thread runtime (see profile.rs).
 fn profile((kind, work, ops): (Kind, Work, u64)) -> Result<(), BoxError> {
     let server = start_server()?;
     let url = server.url();
@@ -60,7 +65,7 @@ fn profile((kind, work, ops): (Kind, Work, u64)) -> Result<(), BoxError> {
     if kind == Kind::OursObserved {
         let _recorder = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     }
-    runtime.block_on(bench::profile::run(&url, kind, work, ops))
+    runtime.block_on(profile::run(&url, kind, work, ops))
 }
 
 fn start_server() -> Result<pool_testkit::TestServer, BoxError> {
@@ -99,7 +104,7 @@ async fn suite(url: &str, opts: &Options, started: Instant) -> Result<(), BoxErr
         }
     });
 
-    println!("{}", bench::machine::describe(url, opts).await?);
+    println!("{}", machine::describe(url, opts).await?);
     let mut tables = Vec::new();
     let n = opts.main_tasks;
     if opts.acquire {

@@ -1,6 +1,7 @@
 //! Background upkeep, one task per pool, holding only a weak reference so a
-//! dropped pool stops it: leak reports, wait-window rotation, gauges, and
-//! keeping `min_idle` connections open.
+//! dropped pool stops it: leak reports, closing idle connections kept for
+//! waiters once nobody waits, wait-window rotation, gauges, and keeping
+//! `min_idle` connections open.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};

@@ -117,10 +117,9 @@ pub fn redact_url(raw: &str) -> String {
     url.to_string().replace("%2A%2A%2A", MASK)
 }
 
-fn is_secret_key(key: &str) -> bool {
+/// Whether a parameter of this name holds a credential (`password`,
+/// `sslpassword`, `client_secret`, `auth_token`, …), in any case.
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    key.contains("password")
-        || key.contains("secret")
-        || key == "sslpassword"
-        || key.contains("token")
+    key.contains("password") || key.contains("secret") || key.contains("token")
 }

@@ -354,13 +354,10 @@ fn mask_key_values(s: &str, mask: &str) -> String {
             .rev()
             .find(|&(_, c)| !(c.is_alphanumeric() || c == '_' || c == '-'))
             .map_or(0, |(i, c)| i + c.len_utf8());
-        let key = rest[key_start..eq].to_ascii_lowercase();
+        let is_secret = crate::secret::is_secret_key(&rest[key_start..eq]);
         out.push_str(&rest[..=eq]);
         rest = &rest[eq + 1..];
-        if ["password", "secret", "token"]
-            .iter()
-            .any(|k| key.contains(k))
-        {
+        if is_secret {
             let end = rest
                 .find(|c: char| matches!(c, '&' | ';' | ',') || c.is_whitespace())
                 .unwrap_or(rest.len());

@@ -258,7 +258,11 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
         tokio::time::timeout(settings.connect_timeout, DB::connect(&shared.options)).await;
     let error = match connect {
         Ok(Ok(mut raw)) => {
-            let probe = shared.lock().server.is_none();
+            // Once per pool: a server that refuses the probe is not asked
+            // again on every connect.
+            let probe = !shared
+                .limits_probed
+                .swap(true, std::sync::atomic::Ordering::Relaxed);
             if probe {
                 let limits =
                     tokio::time::timeout(settings.network_timeout, DB::server_limits(&mut raw))

@@ -56,7 +56,9 @@ async fn run<DB: Backend>(weak: Weak<Shared<DB>>, tick: Duration) {
             shared.lock().waits.rotate();
             window_start = Instant::now();
         }
-        shared.metrics.publish(&shared.status());
+        if shared.settings.metrics {
+            shared.metrics.publish(&shared.status());
+        }
         top_up(&shared).await;
     }
 }

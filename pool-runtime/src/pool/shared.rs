@@ -4,6 +4,7 @@
 //! back is the last step of every return, so waiters wake only when a
 //! connection, or room to open one, is really there.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -26,6 +27,8 @@ pub(crate) struct Shared<DB: Backend> {
     pub metrics: PoolMetrics,
     /// Signalled whenever a checked-out connection comes back, for `close`.
     pub returned: Notify,
+    /// The server's limits were asked for (by the first connect).
+    pub limits_probed: AtomicBool,
 }
 
 impl<DB: Backend> Shared<DB> {
@@ -38,6 +41,7 @@ impl<DB: Backend> Shared<DB> {
             state: Mutex::new(Ledger::new(settings.pool_size)),
             permits: Semaphore::new(capacity),
             returned: Notify::new(),
+            limits_probed: AtomicBool::new(false),
             settings,
         }
     }

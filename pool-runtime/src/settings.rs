@@ -190,7 +190,10 @@ pub struct PoolSettings {
     pub pool_recycle: Option<Duration>,
     /// Ping an idle connection before handing it out.
     pub pool_pre_ping: bool,
-    /// No pre-ping for a connection used this recently.
+    /// No pre-ping for a connection the server verified (connect or ping)
+    /// this recently. Counted from the last verification, not the last
+    /// use, so a connection in steady use is still pinged once per window
+    /// and a dead one stops serving within about that long.
     pub pre_ping_bypass: Duration,
     /// What to do with a returned connection.
     pub reset_on_return: ResetOnReturn,

@@ -10,7 +10,8 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 use pool_runtime::{Health, Pool, PoolRegistry, PoolSettings, http};
-use sqlx::Sqlite;
+use pool_testkit::TestServer;
+use sqlx::{Postgres, Sqlite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Db {
@@ -313,4 +314,146 @@ async fn a_registry_loads_each_pool_from_its_own_prefix() {
     .await
     .expect_err("duplicate name");
     assert!(err.to_string().contains("given to two pools"), "{err}");
+}
+
+/// Polls `path` until `done` holds for the JSON body, for at most `within`;
+/// returns how long that took and the last answer.
+async fn poll_until(
+    addr: std::net::SocketAddr,
+    path: &str,
+    within: Duration,
+    done: impl Fn(u16, &serde_json::Value) -> bool,
+) -> (Duration, u16, serde_json::Value) {
+    let start = std::time::Instant::now();
+    loop {
+        let (code, _, body) = get_raw(addr, path).await;
+        let body = json(&body);
+        if done(code, &body) {
+            return (start.elapsed(), code, body);
+        }
+        assert!(
+            start.elapsed() < within,
+            "not reached within {within:?}; last answer {code}: {body:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// With PostgreSQL stopped, the health route once answered 200 "healthy"
+/// for as long as nobody used the pool. Now the pool checks an idle
+/// database every 5 s: it turns critical (503) with the reason, and back
+/// once the server is up again, with no traffic at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_a_database_that_stops_and_comes_back() {
+    // Its own server: this test stops it.
+    let server = std::sync::Arc::new(
+        tokio::task::spawn_blocking(|| TestServer::builder().start())
+            .await
+            .unwrap()
+            .expect("test server"),
+    );
+    let db = server.create_database().await.unwrap();
+    let settings = PoolSettings::builder(db.url())
+        .name("stops")
+        .pool_size(2)
+        .connect_timeout(Duration::from_secs(1))
+        .pool_timeout(Duration::from_secs(2))
+        .metrics(false)
+        .build()
+        .unwrap();
+    let pool: Pool<Postgres> = Pool::connect(settings).await.unwrap();
+    let addr =
+        serve(Router::new().route("/health/db_pool", http::status_route(pool.clone()))).await;
+    let (_, code, body) = poll_until(addr, "/health/db_pool", Duration::ZERO, |_, _| true).await;
+    assert_eq!(
+        (code, body["health"].as_str()),
+        (200, Some("healthy")),
+        "{body:#}"
+    );
+
+    let stopping = server.clone();
+    tokio::task::spawn_blocking(move || stopping.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    let (took, _, body) = poll_until(
+        addr,
+        "/health/db_pool",
+        Duration::from_secs(20),
+        |code, _| code == 503,
+    )
+    .await;
+    eprintln!("critical {took:?} after the server stopped: {body:#}");
+    assert_eq!(body["health"], "critical");
+    assert_eq!(body["database"]["reachable"], false, "{body:#}");
+    let reasons = body["health_reasons"].to_string();
+    assert!(
+        reasons.contains("the database cannot be reached"),
+        "{reasons}"
+    );
+    assert!(
+        body["recommendations"]
+            .to_string()
+            .contains("check that the database is up"),
+        "{body:#}"
+    );
+    assert_eq!(body["totals"]["acquired"], 1, "no caller was involved");
+    // No password or URL in what the route shows, even in errors.
+    assert!(!body.to_string().contains(&db.url()), "{body:#}");
+
+    let starting = server.clone();
+    tokio::task::spawn_blocking(move || starting.start())
+        .await
+        .unwrap()
+        .unwrap();
+    let (took, code, body) = poll_until(
+        addr,
+        "/health/db_pool",
+        Duration::from_secs(15),
+        |code, _| code == 200,
+    )
+    .await;
+    eprintln!("answering {code} {took:?} after the server started: {body:#}");
+    assert_eq!(body["database"]["reachable"], true, "{body:#}");
+    // The failures still count for 10 s (warning), then it is healthy.
+    let (took, _, body) = poll_until(addr, "/health/db_pool", Duration::from_secs(15), |_, b| {
+        b["health"] == "healthy"
+    })
+    .await;
+    eprintln!("healthy {took:?} later: {body:#}");
+    assert_eq!(body["health_reasons"], serde_json::json!([]));
+    pool.close().await;
+}
+
+/// One timeout once kept health critical (503) for about 50 s while nothing
+/// was in use. A timeout counts for 10 s, and the JSON says so.
+#[tokio::test]
+async fn one_timeout_is_critical_for_ten_seconds() {
+    let db = Db::new();
+    let mut settings = db.settings("timeout", 1, 0);
+    settings.pool_timeout = Duration::from_millis(100);
+    let pool: Pool<Sqlite> = Pool::connect(settings).await.unwrap();
+    let held = pool.acquire().await.unwrap();
+    assert!(matches!(
+        pool.acquire().await,
+        Err(pool_runtime::Error::Timeout(_))
+    ));
+    drop(held);
+    let status = pool.status();
+    assert_eq!(status.health, Health::Critical, "{status:?}");
+    assert_eq!(
+        status.health_reasons[0], "1 acquire(s) timed out in the last 10 s",
+        "{status:?}"
+    );
+    assert_eq!(status.wait.p50_ms, 0.0, "the first acquire did not wait");
+    let advice = status.recommendations.join("\n");
+    assert!(
+        advice.starts_with("1 acquire(s) timed out in the last 10 s: raise pool_size"),
+        "{advice}"
+    );
+    assert!(!advice.contains("0 waiting"), "{advice}");
+    tokio::time::sleep(Duration::from_millis(10_300)).await;
+    let status = pool.status();
+    assert_eq!(status.health, Health::Healthy, "{status:?}");
+    assert_eq!(status.wait.recent_timeouts, 0);
 }

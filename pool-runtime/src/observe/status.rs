@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use super::signals::DatabaseStatus;
 pub use super::wait::WaitSummary;
 use crate::backend::ServerLimits;
 use crate::{PoolClass, PoolSettings};
@@ -117,16 +118,30 @@ pub struct Totals {
     pub leaks: u64,
 }
 
-/// Overall judgement of a pool's state.
+/// Overall judgement of a pool's state; [`Status::health_reasons`] says
+/// which rules applied.
+///
+/// Events (timeouts, failed connects and pings, connections lost
+/// mid-statement) count for 10 seconds after they happen; wait quantiles
+/// cover the last 5 to 10 seconds. "The database cannot be reached" lasts
+/// until a connect or ping succeeds; while it lasts, the pool's maintenance
+/// task tries a connect after 1, 2 and 4 s and then every 5 s, and when the
+/// pool sat idle it checks the database every 5 s, so health follows a
+/// database that stops or comes back with no traffic at all. A pool that
+/// never reached its database makes no attempts of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
-    /// Below the warning threshold, nobody waiting long.
+    /// None of the rules below applies.
     Healthy,
-    /// Busy: at or above the warning threshold, or callers waiting.
+    /// Busy or troubled: in use at or above `warning_percent`, callers
+    /// waiting, acquire p99 at or above a tenth of `pool_timeout`, or a
+    /// failed connect, failed ping or connection lost in the last 10 s.
     Warning,
-    /// Near exhaustion: at or above the critical threshold, recent
-    /// timeouts, or waits above half of `pool_timeout`.
+    /// Unusable or nearly: the pool is closed, the database cannot be
+    /// reached (the last connect failed and no connection was verified
+    /// since), in use at or above `critical_percent`, an acquire timed out
+    /// in the last 10 s, or acquire p99 at or above half of `pool_timeout`.
     Critical,
 }
 
@@ -165,8 +180,15 @@ pub struct Status {
     pub waiting: u32,
     /// Checked out and connecting, as a percentage of size + overflow.
     pub utilization_percent: f64,
-    /// Judgement from utilization, waiters and recent waits.
+    /// Judgement from the database's answers, utilization, waiters and
+    /// recent waits.
     pub health: Health,
+    /// Why `health` is what it is: one sentence per rule that applied,
+    /// worst first; empty when healthy.
+    pub health_reasons: Vec<String>,
+    /// The database as the pool has seen it: reachable, recent failures,
+    /// the last error.
+    pub database: DatabaseStatus,
     /// Acquire wait figures.
     pub wait: WaitSummary,
     /// Cumulative counters.
@@ -202,6 +224,7 @@ pub(crate) struct Counts {
     pub wait: WaitSummary,
     pub oldest: Option<(String, Duration)>,
     pub server: Option<ServerLimits>,
+    pub database: DatabaseStatus,
 }
 
 impl Status {
@@ -222,6 +245,8 @@ impl Status {
             waiting: counts.waiting,
             utilization_percent,
             health: Health::Healthy,
+            health_reasons: Vec::new(),
+            database: counts.database,
             wait: counts.wait,
             totals: counts.totals,
             oldest_checkout: counts.oldest.map(|(site, held)| OldestCheckout {
@@ -232,39 +257,111 @@ impl Status {
             recommendations: Vec::new(),
             closed: counts.closed,
         };
-        status.health = status.judge(settings);
+        (status.health, status.health_reasons) = status.judge(settings);
         status.recommendations = status.advise(settings);
         status
     }
 
-    fn judge(&self, settings: &PoolSettings) -> Health {
+    fn judge(&self, settings: &PoolSettings) -> (Health, Vec<String>) {
         let limits = settings.health;
         let timeout_ms = settings.pool_timeout.as_secs_f64() * 1000.0;
-        if self.closed
-            || self.utilization_percent >= limits.critical_percent
-            || self.wait.recent_timeouts > 0
-            || self.wait.p99_ms >= timeout_ms / 2.0
-        {
-            Health::Critical
-        } else if self.utilization_percent >= limits.warning_percent
-            || self.waiting > 0
-            || self.wait.p99_ms >= timeout_ms / 10.0
-        {
-            Health::Warning
+        let in_use = format!(
+            "{} of {} connections in use ({:.0}%)",
+            self.checked_out + self.connecting,
+            settings.capacity(),
+            self.utilization_percent
+        );
+        let db = &self.database;
+        let mut critical = Vec::new();
+        if self.closed {
+            critical.push("the pool is closed".to_owned());
+        }
+        if !db.reachable {
+            critical.push(format!(
+                "the database cannot be reached: the last {} connect attempt(s) failed and no \
+                 connection was verified since ({})",
+                db.consecutive_connect_failures,
+                db.last_error.as_deref().unwrap_or("no error recorded")
+            ));
+        }
+        if self.utilization_percent >= limits.critical_percent {
+            critical.push(format!(
+                "{in_use}, at or above critical_percent {}%",
+                limits.critical_percent
+            ));
+        }
+        if self.wait.recent_timeouts > 0 {
+            critical.push(format!(
+                "{} acquire(s) timed out in the last 10 s",
+                self.wait.recent_timeouts
+            ));
+        }
+        if self.wait.p99_ms >= timeout_ms / 2.0 && self.wait.p99_ms > 0.0 {
+            critical.push(format!(
+                "acquire waits p99 {:.1} ms, at or above half of pool_timeout",
+                self.wait.p99_ms
+            ));
+        }
+        if !critical.is_empty() {
+            return (Health::Critical, critical);
+        }
+        let mut warning = Vec::new();
+        if db.troubled() {
+            warning.push(format!(
+                "database trouble in the last 10 s: {} (last: {})",
+                db.describe_troubles(),
+                db.last_error.as_deref().unwrap_or("no message")
+            ));
+        }
+        if self.utilization_percent >= limits.warning_percent {
+            warning.push(format!(
+                "{in_use}, at or above warning_percent {}%",
+                limits.warning_percent
+            ));
+        }
+        if self.waiting > 0 {
+            warning.push(format!(
+                "{} caller(s) waiting for a connection",
+                self.waiting
+            ));
+        }
+        if self.wait.p99_ms >= timeout_ms / 10.0 && self.wait.p99_ms > 0.0 {
+            warning.push(format!(
+                "acquire waits p99 {:.1} ms, at or above a tenth of pool_timeout",
+                self.wait.p99_ms
+            ));
+        }
+        if warning.is_empty() {
+            (Health::Healthy, warning)
         } else {
-            Health::Healthy
+            (Health::Warning, warning)
         }
     }
 
     fn advise(&self, settings: &PoolSettings) -> Vec<String> {
         let mut advice = Vec::new();
         let capacity = settings.capacity();
-        if self.wait.recent_timeouts > 0 || (self.waiting > 0 && self.health == Health::Critical) {
+        let timeouts = self.wait.recent_timeouts;
+        if timeouts > 0 || (self.waiting > 0 && self.health == Health::Critical) {
+            let what = match (self.waiting, timeouts) {
+                (0, t) => format!("{t} acquire(s) timed out in the last 10 s"),
+                (w, 0) => format!("{w} caller(s) are waiting for a connection"),
+                (w, t) => format!(
+                    "{w} caller(s) are waiting and {t} acquire(s) timed out in the last 10 s"
+                ),
+            };
             advice.push(format!(
-                "callers are waiting for connections ({} waiting, {} timeouts recently): raise \
-                 pool_size or max_overflow (now {} + {}), or hold connections for less time",
-                self.waiting, self.wait.recent_timeouts, settings.pool_size, settings.max_overflow
+                "{what}: raise pool_size or max_overflow (now {} + {}), or hold connections for \
+                 less time",
+                settings.pool_size, settings.max_overflow
             ));
+        }
+        if !self.database.reachable {
+            advice.push(
+                "check that the database is up and that the URL, credentials and network allow \
+                 a connection; the pool keeps trying"
+                    .to_owned(),
+            );
         }
         if let Some(oldest) = &self.oldest_checkout
             && let Some(threshold) = settings.leak_threshold
@@ -357,6 +454,10 @@ mod tests {
             wait: WaitSummary::default(),
             oldest: None,
             server: None,
+            database: DatabaseStatus {
+                reachable: true,
+                ..DatabaseStatus::default()
+            },
         }
     }
 

@@ -8,13 +8,14 @@
 
 use std::panic::Location;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{TryAcquireError, oneshot};
 
 use super::PooledConnection;
 use super::ledger::{Checkout, ConnMeta, Order};
 use super::shared::Shared;
+use crate::observe::signals::Trouble;
 use crate::{Backend, CloseReason, Error, PoolClass, TimeoutError};
 
 type Site = &'static Location<'static>;
@@ -65,7 +66,7 @@ pub(crate) async fn acquire<DB: Backend>(
             if first {
                 // Zero waits reach the metrics histogram in batches from
                 // the maintenance task; only real waits are recorded here.
-                st.waits.record(now - start);
+                st.waits.record(now - start, now);
             }
             st.check_out(order, site, now)
         };
@@ -166,7 +167,7 @@ async fn vet<DB: Backend>(
         return Err(());
     }
     let settings = &shared.settings;
-    let stale = now.duration_since(meta.last_used) >= settings.pre_ping_bypass;
+    let stale = now.saturating_duration_since(meta.verified) >= settings.pre_ping_bypass;
     if !(settings.pool_pre_ping && (stale || suspect)) {
         return Ok(conn);
     }
@@ -175,33 +176,48 @@ async fn vet<DB: Backend>(
     let bound = settings
         .network_timeout
         .min(deadline.saturating_duration_since(now));
-    let ping = tokio::time::timeout(bound, crate::backend::ping::<DB>(conn.raw_mut())).await;
-    match ping {
-        Ok(Ok(())) => {
-            conn.keep();
-            Ok(conn)
-        }
-        failure => {
-            let error = match failure {
-                Ok(Err(e)) => e.to_string(),
-                _ => format!("no answer within {bound:?}"),
-            };
-            {
-                let mut st = shared.lock();
-                st.suspect_since = Some(Instant::now());
-                st.totals.ping_failures += 1;
-            }
-            shared.metrics.ping_failures.increment(1);
-            tracing::warn!(
-                target: "pool_runtime::events",
-                pool = %settings.name,
-                error = %error,
-                "pre-ping failed; replacing the connection"
-            );
-            discard_keeping_permit(shared, conn, CloseReason::PingFailed);
-            Err(())
-        }
+    if ping(shared, conn.raw_mut(), bound).await {
+        conn.verified(Instant::now());
+        conn.keep();
+        Ok(conn)
+    } else {
+        discard_keeping_permit(shared, conn, CloseReason::PingFailed);
+        Err(())
     }
+}
+
+/// One ping bounded by `bound`, booked either way: a success verifies the
+/// database for health; a failure is counted, makes the other idle
+/// connections suspect (they likely died with it) and is logged.
+pub(crate) async fn ping<DB: Backend>(
+    shared: &Shared<DB>,
+    raw: &mut DB::Connection,
+    bound: Duration,
+) -> bool {
+    let ping = tokio::time::timeout(bound, crate::backend::ping::<DB>(raw)).await;
+    let now = Instant::now();
+    let error = match ping {
+        Ok(Ok(())) => {
+            shared.lock().signals.pinged(now);
+            return true;
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {bound:?}"),
+    };
+    {
+        let mut st = shared.lock();
+        st.suspect_since = Some(now);
+        st.totals.ping_failures += 1;
+        st.signals.trouble(now, Trouble::PingFailed, error.clone());
+    }
+    shared.metrics.ping_failures.increment(1);
+    tracing::warn!(
+        target: "pool_runtime::events",
+        pool = %shared.settings.name,
+        error = %error,
+        "ping failed; replacing the connection"
+    );
+    false
 }
 
 /// Closes a checked-out connection without giving its permit back.
@@ -271,6 +287,7 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
                     shared.lock().server = Some(limits);
                 }
             }
+            shared.lock().signals.connected(Instant::now());
             shared.metrics.opened.increment(1);
             if settings.echo_pool {
                 tracing::info!(target: "pool_runtime::events", pool = %settings.name, event = "connect");
@@ -286,6 +303,10 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
             timeout: settings.connect_timeout,
         },
     };
+    shared
+        .lock()
+        .signals
+        .trouble(Instant::now(), Trouble::ConnectFailed, error.to_string());
     shared.metrics.connect_errors.increment(1);
     tracing::warn!(target: "pool_runtime::events", pool = %settings.name, error = %error, "connect failed");
     Err(error)
@@ -302,7 +323,8 @@ fn timeout_error<DB: Backend>(shared: &Shared<DB>, start: Instant) -> Error {
     let error = {
         let mut st = shared.lock();
         st.totals.timeouts += 1;
-        st.waits.record_timeout(waited);
+        st.waits.record(waited, now);
+        st.signals.timed_out(now);
         TimeoutError {
             pool: settings.name.clone(),
             size: settings.pool_size,

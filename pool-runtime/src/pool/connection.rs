@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::ledger::ConnMeta;
 use super::shared::Shared;
+use crate::observe::signals::Trouble;
 use crate::{Backend, CloseReason};
 
 /// A connection checked out of a [`Pool`](crate::Pool).
@@ -60,21 +61,45 @@ impl<DB: Backend> PooledConnection<DB> {
         self.raw.as_mut().expect("connection present until drop")
     }
 
+    /// The server just proved the connection alive (a ping answered).
+    pub(crate) fn verified(&mut self, now: std::time::Instant) {
+        self.meta.verified = now;
+    }
+
     /// Marks the connection to be closed on drop with `reason`.
     pub(crate) fn discard_as(&mut self, reason: CloseReason) {
         self.discard = Some(reason);
     }
 
-    /// Looks at an error a query on this connection returned. When it says
-    /// the connection itself is gone (I/O, protocol, SQLSTATE class 08, or
-    /// 57P01-03: terminated by the server, shutdown), the connection is
-    /// closed on return instead of going back idle, and the other idle
-    /// connections become suspect, so they are pinged at their next
-    /// checkout even inside the pre-ping bypass window (they likely died
-    /// with it). Without this a dead connection used more often than
-    /// `pre_ping_bypass` was never pinged and failed every query forever
+    /// Tells the pool about an error a statement on this connection
+    /// returned; returns whether it means the connection itself is gone.
+    ///
+    /// The pool sees errors of statements run through `&Pool` and
+    /// [`Transaction`](crate::Transaction) by itself; statements run on
+    /// `&mut *conn` bypass it. Those are still caught (a connection is
+    /// pinged at checkout at least once per `pre_ping_bypass`), but
+    /// reporting the error closes a dead connection at once instead of
+    /// within that window.
+    ///
+    /// "Gone" means I/O, protocol or TLS errors, SQLSTATE class 08, or
+    /// 57P01-57P03 (terminated by an administrator, server shutting down):
+    /// the connection is then closed on return instead of going back
+    /// idle, the other idle connections become suspect (pinged at their
+    /// next checkout even inside the bypass window: they likely died with
+    /// it), and health counts a connection lost. Without this a dead
+    /// connection used more often than `pre_ping_bypass` failed every query
     /// (found by `faults_outage::all_backends_terminated_mid_load`).
-    pub(crate) fn note_error(&mut self, error: &sqlx::Error) {
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: pool_runtime::Pool<sqlx::Postgres>) -> Result<(), pool_runtime::Error> {
+    /// let mut conn = pool.acquire().await?;
+    /// if let Err(error) = sqlx::query("SELECT 1").execute(&mut *conn).await {
+    ///     conn.report_error(&error);
+    ///     return Err(error.into());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn report_error(&mut self, error: &sqlx::Error) -> bool {
         let gone = match error {
             sqlx::Error::Io(_)
             | sqlx::Error::Protocol(_)
@@ -87,8 +112,13 @@ impl<DB: Backend> PooledConnection<DB> {
         };
         if gone {
             self.discard.get_or_insert(CloseReason::Discarded);
-            self.shared.lock().suspect_since = Some(std::time::Instant::now());
+            let now = std::time::Instant::now();
+            let mut st = self.shared.lock();
+            st.suspect_since = Some(now);
+            st.signals
+                .trouble(now, Trouble::ConnectionLost, error.to_string());
         }
+        gone
     }
 
     pub(crate) fn keep(&mut self) {

@@ -42,8 +42,8 @@ where
                     }
                 };
                 if let Some(error) = failed {
-                    // A dead connection is closed, not reused (see `note_error`).
-                    conn.note_error(&error);
+                    // A dead connection is closed, not reused (see `report_error`).
+                    conn.report_error(&error);
                     Err(error)?;
                 }
             }
@@ -63,7 +63,7 @@ where
             let mut conn = acquire.await?;
             let result = conn.fetch_optional(query).await;
             if let Err(error) = &result {
-                conn.note_error(error);
+                conn.report_error(error);
             }
             result
         })
@@ -78,7 +78,14 @@ where
         'p: 'e,
     {
         let acquire = self.acquire();
-        Box::pin(async move { acquire.await?.prepare_with(sql, parameters).await })
+        Box::pin(async move {
+            let mut conn = acquire.await?;
+            let result = conn.prepare_with(sql, parameters).await;
+            if let Err(error) = &result {
+                conn.report_error(error);
+            }
+            result
+        })
     }
 
     #[doc(hidden)]
@@ -87,6 +94,13 @@ where
         sql: SqlStr,
     ) -> BoxFuture<'e, Result<sqlx_core::describe::Describe<DB>, sqlx::Error>> {
         let acquire = self.acquire();
-        Box::pin(async move { acquire.await?.describe(sql).await })
+        Box::pin(async move {
+            let mut conn = acquire.await?;
+            let result = conn.describe(sql).await;
+            if let Err(error) = &result {
+                conn.report_error(error);
+            }
+            result
+        })
     }
 }

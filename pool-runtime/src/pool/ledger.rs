@@ -11,18 +11,28 @@ use std::time::{Duration, Instant};
 
 use crate::backend::ServerLimits;
 use crate::observe::leak::{Holders, Leak};
+use crate::observe::signals::Signals;
 use crate::observe::status::Totals;
 use crate::observe::wait::WaitStats;
 use crate::{CloseReason, PoolSettings};
 
 type Site = &'static Location<'static>;
 
-/// When a connection was made, when it must be replaced, when last used.
+/// When a connection was made, when it must be replaced, and when the
+/// server last proved it alive (connect or ping).
+///
+/// The pre-ping bypass runs from `verified`, not from the last return: a
+/// connection in steady use is still pinged once per `pre_ping_bypass`, so
+/// a dead one used only through `&mut *conn` (where the pool never sees the
+/// error) stops serving within about that long. Measured from the last
+/// return, the window restarted at every request and a dead connection
+/// served errors for as long as traffic kept coming (found by
+/// `dead_connections::steady_traffic_through_deref_recovers`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnMeta {
     pub created: Instant,
     pub expires: Option<Instant>,
-    pub last_used: Instant,
+    pub verified: Instant,
 }
 
 impl ConnMeta {
@@ -37,7 +47,7 @@ impl ConnMeta {
         Self {
             created: now,
             expires,
-            last_used: now,
+            verified: now,
         }
     }
 }
@@ -90,9 +100,12 @@ pub(crate) struct Ledger<C> {
     pub connecting: u32,
     pub waiting: u32,
     pub closed: bool,
-    /// Connections not used since this instant must be pinged even inside
-    /// the bypass window: something failed then, the server may have gone.
+    /// Connections not verified since this instant must be pinged even
+    /// inside the bypass window: something failed then, the server may
+    /// have gone.
     pub suspect_since: Option<Instant>,
+    /// What the database answered lately, for health.
+    pub signals: Signals,
     pub totals: Totals,
     pub waits: WaitStats,
     pub holders: Holders,
@@ -109,6 +122,7 @@ impl<C> Ledger<C> {
             waiting: 0,
             closed: false,
             suspect_since: None,
+            signals: Signals::default(),
             totals: Totals::default(),
             waits: WaitStats::default(),
             holders: Holders::default(),
@@ -130,7 +144,7 @@ impl<C> Ledger<C> {
                 self.checked_out += 1;
                 self.totals.acquired += 1;
                 let holder = self.holders.check_out(site, now);
-                let suspect = self.suspect_since.is_some_and(|t| idle.meta.last_used < t);
+                let suspect = self.suspect_since.is_some_and(|t| idle.meta.verified < t);
                 Checkout::Idle {
                     idle,
                     holder,
@@ -142,6 +156,19 @@ impl<C> Ledger<C> {
                 Checkout::Open
             }
         }
+    }
+
+    /// The health probe takes the least recently returned idle connection
+    /// to ping it; unlike [`check_out`](Self::check_out) it is no caller's
+    /// checkout, so `acquired` does not count it.
+    pub(crate) fn check_out_for_probe(
+        &mut self,
+        site: Site,
+        now: Instant,
+    ) -> Option<(Idle<C>, u64)> {
+        let idle = self.idle.pop_front()?;
+        self.checked_out += 1;
+        Some((idle, self.holders.check_out(site, now)))
     }
 
     /// Reserves a slot for a connection being opened.
@@ -166,25 +193,38 @@ impl<C> Ledger<C> {
         self.totals.connect_errors += 1;
     }
 
-    /// A connection opened for no caller (min_idle): idle when there is
-    /// room, else handed back to be closed.
-    pub(crate) fn park(&mut self, raw: C, meta: ConnMeta, pool_size: u32) -> Option<C> {
+    /// A connection opened for no caller (min_idle, health probe): idle
+    /// while fewer than `keep` are, else handed back to be closed, with
+    /// the reason it was booked under.
+    pub(crate) fn park(&mut self, raw: C, meta: ConnMeta, keep: u32) -> Option<(C, CloseReason)> {
         self.connecting -= 1;
         self.totals.opened += 1;
-        if !self.closed && self.idle.len() < pool_size as usize {
+        if !self.closed && self.idle.len() < keep as usize {
             self.idle.push_back(Idle { raw, meta });
-            None
-        } else {
-            self.open -= 1;
-            Some(raw)
+            return None;
         }
+        let reason = if self.closed {
+            CloseReason::PoolClosed
+        } else if keep == 0 {
+            CloseReason::NullPool
+        } else {
+            CloseReason::Overflow
+        };
+        self.open -= 1;
+        self.totals.closed.add(reason);
+        Some((raw, reason))
     }
 
     /// A checked-out connection failed its checks and is being closed; the
     /// caller keeps its permit and tries again.
     pub(crate) fn discard_vetted(&mut self, holder: u64, reason: CloseReason, now: Instant) {
-        self.checked_out -= 1;
         self.totals.acquired -= 1;
+        self.discard_probed(holder, reason, now);
+    }
+
+    /// A connection the health probe took failed its ping and is closed.
+    pub(crate) fn discard_probed(&mut self, holder: u64, reason: CloseReason, now: Instant) {
+        self.checked_out -= 1;
         self.holders.check_in(holder, now);
         self.open -= 1;
         self.totals.closed.add(reason);
@@ -206,10 +246,9 @@ impl<C> Ledger<C> {
         let leak = self.holders.check_in(holder, now);
         let mut close = None;
         match back {
-            Some(mut idle)
+            Some(idle)
                 if !self.closed && (self.idle.len() < pool_size as usize || self.waiting > 0) =>
             {
-                idle.meta.last_used = now;
                 self.idle.push_back(idle);
             }
             Some(idle) => {
@@ -407,7 +446,7 @@ mod model {
             let meta = ConnMeta {
                 created: now,
                 expires: None,
-                last_used: now,
+                verified: now,
             };
             self.with(|l| l.check_in(holder, Some(Idle { raw: conn, meta }), None, POOL_SIZE, now));
             self.give_permit();

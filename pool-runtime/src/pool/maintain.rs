@@ -1,17 +1,21 @@
 //! Background upkeep, one task per pool, holding only a weak reference so a
 //! dropped pool stops it: leak reports, closing idle connections kept for
-//! waiters once nobody waits, wait-window rotation, gauges, and keeping
-//! `min_idle` connections open.
+//! waiters once nobody waits, gauges, keeping
+//! `min_idle` connections open, and the health probe.
 
+use std::panic::Location;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::ledger::ConnMeta;
 use super::shared::Shared;
-use crate::Backend;
+use crate::{Backend, CloseReason, PoolClass};
 
-/// How often wait statistics roll over into "previous".
-const WAIT_WINDOW: Duration = Duration::from_secs(30);
+/// The health probe checks the database when nothing verified it (a
+/// connect or a ping) for this long, so health sees a database that
+/// stopped while the pool sat idle. A busy pool verifies itself: its
+/// connections are pinged at checkout once per `pre_ping_bypass`.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 pub(crate) fn spawn<DB: Backend>(shared: &Arc<Shared<DB>>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -29,7 +33,6 @@ pub(crate) fn spawn<DB: Backend>(shared: &Arc<Shared<DB>>) {
 async fn run<DB: Backend>(weak: Weak<Shared<DB>>, tick: Duration) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut window_start = Instant::now();
     loop {
         interval.tick().await;
         let Some(shared) = weak.upgrade() else { return };
@@ -52,14 +55,88 @@ async fn run<DB: Backend>(weak: Weak<Shared<DB>>, tick: Duration) {
             .metrics
             .acquire_wait
             .record_many(0.0, zero_waits as usize);
-        if window_start.elapsed() >= WAIT_WINDOW {
-            shared.lock().waits.rotate();
-            window_start = Instant::now();
-        }
         if shared.settings.metrics {
             shared.metrics.publish(&shared.status());
         }
         top_up(&shared).await;
+        probe(&shared).await;
+    }
+}
+
+/// Checks that the database answers when nothing else did lately: pings
+/// the least recently returned idle connection, or opens one when none is
+/// idle (it then stays idle, as any QueuePool connection would). When the
+/// ping fails, a connect tells one dead connection from a dead database.
+/// Never waits for a permit: a pool with none free is verified by its
+/// callers. While the database cannot be reached it tries a connect after
+/// 1, 2 and 4 s, then every 5 s, so health turns healthy soon after the
+/// database is back without hammering a server that is down.
+async fn probe<DB: Backend>(shared: &Arc<Shared<DB>>) {
+    let now = Instant::now();
+    {
+        let st = shared.lock();
+        if st.closed || !st.signals.probe_due(now, PROBE_INTERVAL) {
+            return;
+        }
+        // A NullPool opens a connection only to see a failed database
+        // come back, never to check a healthy one.
+        if shared.settings.pool_class == PoolClass::Null && !st.signals.unreachable() {
+            return;
+        }
+    }
+    let Ok(permit) = shared.permits.try_acquire() else {
+        return;
+    };
+    permit.forget();
+    let site = Location::caller();
+    let taken = if shared.settings.pool_class == PoolClass::Null {
+        None
+    } else {
+        shared.lock().check_out_for_probe(site, now)
+    };
+    if let Some((mut idle, holder)) = taken {
+        let bound = shared.settings.network_timeout;
+        if super::acquire::ping(shared, &mut idle.raw, bound).await {
+            idle.meta.verified = Instant::now();
+            shared.release(holder, Instant::now(), Some(idle), None);
+            return;
+        }
+        shared
+            .lock()
+            .discard_probed(holder, CloseReason::PingFailed, Instant::now());
+        shared.metrics.closed(CloseReason::PingFailed);
+        shared.close_in_background(idle.raw);
+    }
+    // Nothing idle, or the idle one was dead: try a fresh connection.
+    shared.lock().reserve();
+    open_idle(shared).await;
+    shared.permits.add_permits(1);
+}
+
+/// Opens one connection into a slot reserved by the caller (who holds a
+/// spare permit) and parks it idle; books a failure. Returns whether it
+/// connected.
+async fn open_idle<DB: Backend>(shared: &Arc<Shared<DB>>) -> bool {
+    let opened = super::acquire::open_raw(shared).await;
+    match opened {
+        Ok(raw) => {
+            // A NullPool keeps none: its probe connection closes at once.
+            let keep = match shared.settings.pool_class {
+                PoolClass::Null => 0,
+                PoolClass::Queue => shared.settings.pool_size,
+            };
+            let meta = ConnMeta::new(&shared.settings, Instant::now());
+            let surplus = shared.lock().park(raw, meta, keep);
+            if let Some((raw, reason)) = surplus {
+                shared.metrics.closed(reason);
+                shared.close_in_background(raw);
+            }
+            true
+        }
+        Err(_) => {
+            shared.lock().connect_failed();
+            false
+        }
     }
 }
 
@@ -109,24 +186,9 @@ pub(crate) async fn top_up<DB: Backend>(shared: &Arc<Shared<DB>>) {
         };
         permit.forget();
         shared.lock().reserve();
-        let opened = super::acquire::open_raw(shared).await;
-        let failed = opened.is_err();
-        let surplus = match opened {
-            Ok(raw) => {
-                let meta = ConnMeta::new(&shared.settings, Instant::now());
-                shared.lock().park(raw, meta, shared.settings.pool_size)
-            }
-            Err(_) => {
-                shared.lock().connect_failed();
-                None
-            }
-        };
+        let connected = open_idle(shared).await;
         shared.permits.add_permits(1);
-        if let Some(raw) = surplus {
-            shared.close_in_background(raw);
-            return;
-        }
-        if failed {
+        if !connected {
             // Don't spin against a dead server; the next tick tries again.
             return;
         }

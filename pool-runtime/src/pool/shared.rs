@@ -66,9 +66,10 @@ impl<DB: Backend> Shared<DB> {
                 waiting: st.waiting,
                 closed: st.closed,
                 totals: st.totals,
-                wait: st.waits.summary(),
+                wait: st.waits.summary(now, st.signals.recent_timeouts(now)),
                 oldest: st.holders.oldest(now),
                 server: st.server,
+                database: st.signals.summary(now),
             }
         };
         Status::compute(&self.settings, counts)

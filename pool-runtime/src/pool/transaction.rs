@@ -34,23 +34,43 @@ impl<DB: Backend> Transaction<DB> {
         // silently never commit. Such a connection is closed, not reused
         // (found by `faults_cancel::a_begin_cancelled_in_flight_does_not_poison_the_next_user`).
         conn.discard_as(crate::CloseReason::Discarded);
-        DB::TransactionManager::begin(&mut conn, None).await?;
+        if let Err(error) = DB::TransactionManager::begin(&mut conn, None).await {
+            conn.report_error(&error);
+            return Err(error.into());
+        }
         conn.keep();
         Ok(Self { conn, open: true })
     }
 
     /// Commits, then the connection goes back to the pool.
     pub async fn commit(mut self) -> Result<(), Error> {
-        DB::TransactionManager::commit(&mut self.conn).await?;
-        self.open = false;
-        Ok(())
+        let result = DB::TransactionManager::commit(&mut self.conn).await;
+        self.finish(result)
     }
 
     /// Rolls back, then the connection goes back to the pool.
     pub async fn rollback(mut self) -> Result<(), Error> {
-        DB::TransactionManager::rollback(&mut self.conn).await?;
-        self.open = false;
-        Ok(())
+        let result = DB::TransactionManager::rollback(&mut self.conn).await;
+        self.finish(result)
+    }
+
+    /// Tells the pool about an error of a statement run on `&mut *tx`;
+    /// see [`PooledConnection::report_error`].
+    pub fn report_error(&mut self, error: &sqlx::Error) -> bool {
+        self.conn.report_error(error)
+    }
+
+    fn finish(&mut self, result: Result<(), sqlx::Error>) -> Result<(), Error> {
+        match result {
+            Ok(()) => {
+                self.open = false;
+                Ok(())
+            }
+            Err(error) => {
+                self.conn.report_error(&error);
+                Err(error.into())
+            }
+        }
     }
 }
 

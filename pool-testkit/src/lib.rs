@@ -38,10 +38,12 @@
 
 mod backend;
 mod cleanup;
+pub mod cluster;
 mod database;
 mod docker;
 mod error;
 mod local;
+pub mod pgbouncer;
 mod probe;
 mod proxy;
 mod server;
@@ -52,6 +54,9 @@ pub mod assert;
 pub mod fixtures;
 
 pub use backend::Backend;
+pub use cluster::{Cluster, ClusterBuilder};
+pub use pgbouncer::{PgBouncer, PgBouncerBuilder, PoolMode};
+
 pub use database::TestDatabase;
 pub use docker::DEFAULT_IMAGE;
 pub use error::{Error, Result};

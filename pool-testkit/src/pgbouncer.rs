@@ -233,6 +233,8 @@ pub struct ConnInfo {
     pub local_port: u16,
     /// `application_name` of a client (empty when 1.18 does not show it).
     pub application_name: String,
+    /// Server connections: the backend's pid on the server (0 for clients).
+    pub remote_pid: i32,
 }
 
 impl PgBouncer {
@@ -307,19 +309,22 @@ impl PgBouncer {
     }
 
     /// The backends on `server` that are PgBouncer's server connections,
-    /// matched by port: what the server really has open behind PgBouncer.
+    /// matched by backend pid (`remote_pid` of `SHOW SERVERS`; ports do not
+    /// survive Docker's port mapping): what the server really has open
+    /// behind PgBouncer.
     pub async fn server_backends(&self, server: &TestServer) -> Result<Vec<BackendInfo>> {
-        let ports: Vec<i32> = self
+        let pids: Vec<i32> = self
             .show_servers()
             .await?
             .iter()
-            .map(|s| i32::from(s.local_port))
+            .map(|s| s.remote_pid)
+            .filter(|&p| p != 0)
             .collect();
         Ok(server
             .all_connections()
             .await?
             .into_iter()
-            .filter(|b| b.client_port.is_some_and(|p| ports.contains(&p)))
+            .filter(|b| pids.contains(&b.pid))
             .collect())
     }
 
@@ -336,6 +341,7 @@ impl PgBouncer {
                     port: number(r, "port")?,
                     local_port: number(r, "local_port")?,
                     application_name: text(r, "application_name"),
+                    remote_pid: number(r, "remote_pid")?,
                 })
             })
             .collect()

@@ -198,3 +198,121 @@ async fn life_cycle(backend: Backend) {
         "{multi}"
     );
 }
+
+/// Runs in a child process (see `sigkill_leaves_nothing`): starts a cluster
+/// and a PgBouncer, prints what they own, and SIGKILLs itself.
+#[test]
+#[ignore = "run by sigkill_leaves_nothing in a child process"]
+fn leak_child() {
+    let Ok(backend) = std::env::var("POOL_TESTKIT_LEAK_CHILD") else {
+        return;
+    };
+    let backend: Backend = backend.parse().unwrap();
+    let cluster = Cluster::builder()
+        .backend(backend)
+        .standbys(1)
+        .start()
+        .unwrap();
+    let bouncer = pool_testkit::PgBouncer::builder()
+        .start(cluster.node(0).addr())
+        .unwrap();
+    for i in 0..cluster.len() {
+        let node = cluster.node(i);
+        match (node.log_path(), node.container_id()) {
+            (Some(log), _) => println!("DIR={}", log.parent().unwrap().display()),
+            (None, Some(id)) => println!("CONTAINER={id}"),
+            _ => unreachable!(),
+        }
+    }
+    if let Some(net) = cluster.docker_network() {
+        println!("NETWORK={net}");
+    }
+    println!("PORT={}", bouncer.addr().port());
+    let me = std::process::id().to_string();
+    std::process::Command::new("kill")
+        .args(["-KILL", &me])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn sigkill_leaves_nothing(backend: Backend) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["leak_child", "--exact", "--ignored", "--nocapture"])
+        .env("POOL_TESTKIT_LEAK_CHILD", backend.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let field = |key: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+            .collect()
+    };
+    let (dirs, containers, networks, ports) = (
+        field("DIR"),
+        field("CONTAINER"),
+        field("NETWORK"),
+        field("PORT"),
+    );
+    assert_eq!(
+        dirs.len() + containers.len(),
+        2,
+        "the child did not report its nodes:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docker_has = |what: &str, name: &str| {
+        std::process::Command::new("docker")
+            .args([what, "inspect", name])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: Vec<String> = dirs
+            .iter()
+            .filter(|d| std::path::Path::new(d).exists())
+            .cloned()
+            .chain(
+                containers
+                    .iter()
+                    .filter(|c| docker_has("container", c))
+                    .cloned(),
+            )
+            .chain(
+                networks
+                    .iter()
+                    .filter(|n| docker_has("network", n))
+                    .cloned(),
+            )
+            .chain(
+                ports
+                    .iter()
+                    .filter(|p| std::net::TcpStream::connect(format!("127.0.0.1:{p}")).is_ok())
+                    .map(|p| format!("PgBouncer still listening on {p}")),
+            )
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind 60 s after SIGKILL: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn sigkill_leaves_nothing_local() {
+    if common::available(Backend::Local) {
+        sigkill_leaves_nothing(Backend::Local);
+    }
+}
+
+#[test]
+fn sigkill_leaves_nothing_docker() {
+    if common::available(Backend::Docker) {
+        sigkill_leaves_nothing(Backend::Docker);
+    }
+}

@@ -80,6 +80,10 @@ impl Network {
         Ok(Self { name, image })
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     fn node_name(&self, i: usize) -> String {
         format!("{}-node{i}", self.name)
     }

@@ -292,6 +292,14 @@ impl Cluster {
         self.nodes.is_empty()
     }
 
+    /// The cluster's private Docker network (Docker backend only).
+    pub fn docker_network(&self) -> Option<&str> {
+        match &self.engine {
+            Engine::Docker(net) => Some(net.name()),
+            Engine::Local => None,
+        }
+    }
+
     /// A copy of the books: roles, running, partitioned.
     pub fn topology(&self) -> Topology {
         self.topology

@@ -34,6 +34,7 @@ fi
 
 if docker info >/dev/null 2>&1; then
     bash pool-testkit/docker/build-image.sh
+    bash pool-testkit/docker/build-pgbouncer-image.sh
 else
     echo "setup: no Docker daemon answers: container-backed tests will report SKIP; the local-binaries backend is used"
 fi

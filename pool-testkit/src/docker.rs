@@ -162,7 +162,14 @@ impl DockerServer {
     /// The last `n` lines of the container's output (stdout and stderr in
     /// order).
     pub fn log_tail(&self, n: usize) -> String {
-        let id = self.id.clone();
+        container_log_tail(&self.id, n)
+    }
+}
+
+/// The last `n` lines of a container's output (stdout and stderr in order).
+pub(crate) fn container_log_tail(id: &str, n: usize) -> String {
+    {
+        let id = id.to_owned();
         util::block_on_fresh(async move {
             let docker = match Docker::connect_with_defaults() {
                 Ok(d) => d,

@@ -44,6 +44,10 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
+use testcontainers::runners::SyncRunner;
+use testcontainers::{Container, GenericImage, ImageExt};
+
+use crate::backend::Backend;
 use crate::cleanup::{self, Resource};
 use crate::probe::BackendInfo;
 use crate::server::{self, TestServer};
@@ -80,11 +84,13 @@ pub struct PgBouncerBuilder {
     default_pool_size: u32,
     max_client_conn: u32,
     settings: Vec<(String, String)>,
+    backend: Backend,
 }
 
 impl Default for PgBouncerBuilder {
     fn default() -> Self {
         Self {
+            backend: Backend::Local,
             pool_mode: PoolMode::Session,
             default_pool_size: 20,
             max_client_conn: 100,
@@ -94,6 +100,14 @@ impl Default for PgBouncerBuilder {
 }
 
 impl PgBouncerBuilder {
+    /// Where PgBouncer runs: [`Backend::Local`] (default, a process) or
+    /// [`Backend::Docker`] (a container of [`DEFAULT_IMAGE`] on the host's
+    /// network, so it reaches servers on 127.0.0.1 as the process does).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// `pool_mode` (default session).
     pub fn pool_mode(mut self, mode: PoolMode) -> Self {
         self.pool_mode = mode;
@@ -129,7 +143,32 @@ impl PgBouncerBuilder {
                 self.default_pool_size, self.max_client_conn
             )));
         }
-        let bin = find_binary()?;
+        let docker_image = match self.backend {
+            Backend::Local => None,
+            Backend::Docker => {
+                let image = std::env::var("POOL_TESTKIT_PGBOUNCER_IMAGE")
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+                    .unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+                crate::docker::check_available(&image).map_err(|e| {
+                    Error::Docker(format!(
+                        "{e}\n(for PgBouncer: build it with \
+                         `pool-testkit/docker/build-pgbouncer-image.sh`)"
+                    ))
+                })?;
+                Some(image)
+            }
+            Backend::External => {
+                return Err(Error::Unsupported {
+                    operation: "starting PgBouncer",
+                    backend: self.backend,
+                });
+            }
+        };
+        let bin = match docker_image {
+            Some(_) => PathBuf::new(),
+            None => find_binary()?,
+        };
         let run_as = local::postgres_ids()?;
         let parent = local::temp_parent();
         local::sweep(&parent);
@@ -143,7 +182,7 @@ impl PgBouncerBuilder {
         cleanup::register(Resource::Dir(&root));
         let mut bouncer = PgBouncer {
             root,
-            child: None,
+            process: None,
             port: 0,
             upstream,
             mode: self.pool_mode,
@@ -154,8 +193,14 @@ impl PgBouncerBuilder {
         let mut last = String::new();
         for _ in 0..5 {
             bouncer.port = local::free_port()?;
-            bouncer.write_config(&self)?;
-            match bouncer.spawn(&bin, run_as) {
+            let started = match &docker_image {
+                None => {
+                    bouncer.write_config(&self)?;
+                    bouncer.spawn(&bin, run_as)
+                }
+                Some(image) => bouncer.run_container(image, &self),
+            };
+            match started.and_then(|()| bouncer.wait_ready()) {
                 Ok(()) => return Ok(bouncer),
                 Err(msg) if msg.contains("Address already in use") => last = msg,
                 Err(msg) => return Err(Error::Config(format!("PgBouncer did not start: {msg}"))),
@@ -171,10 +216,29 @@ impl PgBouncerBuilder {
 #[derive(Debug)]
 pub struct PgBouncer {
     root: PathBuf,
-    child: Option<Child>,
+    process: Option<Process>,
     port: u16,
     upstream: SocketAddr,
     mode: PoolMode,
+}
+
+/// The PgBouncer image: `pool-testkit/docker/build-pgbouncer-image.sh`
+/// builds it from the host's package (`POOL_TESTKIT_PGBOUNCER_IMAGE`
+/// overrides).
+pub const DEFAULT_IMAGE: &str = "pool-testkit/pgbouncer:1.18";
+
+enum Process {
+    Local(Child),
+    Docker(Container<GenericImage>),
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(c) => write!(f, "Local(pid {})", c.id()),
+            Self::Docker(c) => write!(f, "Docker({})", c.id()),
+        }
+    }
 }
 
 /// A row of `SHOW POOLS`: one pool per database and user.
@@ -273,7 +337,18 @@ impl PgBouncer {
 
     /// The last `n` lines of PgBouncer's log.
     pub fn log_tail(&self, n: usize) -> String {
-        util::file_tail(&self.root.join("pgbouncer.log"), n)
+        match &self.process {
+            Some(Process::Docker(c)) => crate::docker::container_log_tail(c.id(), n),
+            _ => util::file_tail(&self.root.join("pgbouncer.log"), n),
+        }
+    }
+
+    /// The container id (Docker only).
+    pub fn container_id(&self) -> Option<&str> {
+        match &self.process {
+            Some(Process::Docker(c)) => Some(c.id()),
+            _ => None,
+        }
     }
 
     /// `SHOW POOLS`.
@@ -399,6 +474,14 @@ impl PgBouncer {
 
     fn write_config(&self, b: &PgBouncerBuilder) -> Result<()> {
         let dir = self.root.display().to_string();
+        let ini = self.config(b, &dir, true);
+        write_owned(&self.root.join("pgbouncer.ini"), &ini)?;
+        write_owned(&self.root.join("users.txt"), &users_file())
+    }
+
+    /// The ini file; `files`: log and pid file in `dir` (a container logs
+    /// to stderr instead).
+    fn config(&self, b: &PgBouncerBuilder, dir: &str, files: bool) -> String {
         let mut ini = String::new();
         let _ = writeln!(
             ini,
@@ -409,33 +492,57 @@ impl PgBouncer {
         let base = [
             ("listen_addr", "127.0.0.1".to_owned()),
             ("listen_port", self.port.to_string()),
-            ("unix_socket_dir", dir.clone()),
+            ("unix_socket_dir", dir.to_owned()),
             ("auth_type", "trust".to_owned()),
-            ("auth_file", format!("{dir}/users.txt")),
+            (
+                "auth_file",
+                if files {
+                    format!("{dir}/users.txt")
+                } else {
+                    "/etc/pgbouncer/users.txt".to_owned()
+                },
+            ),
             ("admin_users", server::USER.to_owned()),
             ("stats_users", server::USER.to_owned()),
             ("pool_mode", b.pool_mode.as_str().to_owned()),
             ("default_pool_size", b.default_pool_size.to_string()),
             ("max_client_conn", b.max_client_conn.to_string()),
             ("ignore_startup_parameters", "extra_float_digits".to_owned()),
-            ("logfile", format!("{dir}/pgbouncer.log")),
-            ("pidfile", format!("{dir}/pgbouncer.pid")),
             ("log_connections", "1".to_owned()),
             ("log_disconnections", "1".to_owned()),
         ];
+        let file_settings = [
+            ("logfile", format!("{dir}/pgbouncer.log")),
+            ("pidfile", format!("{dir}/pgbouncer.pid")),
+        ];
+        let file_settings = if files { &file_settings[..] } else { &[] };
         for (k, v) in base
             .iter()
+            .chain(file_settings)
             .map(|(k, v)| (*k, v.as_str()))
             .filter(|(k, _)| !b.settings.iter().any(|(sk, _)| sk == k))
             .chain(b.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         {
             let _ = writeln!(ini, "{k} = {v}");
         }
-        write_owned(&self.root.join("pgbouncer.ini"), &ini)?;
-        write_owned(
-            &self.root.join("users.txt"),
-            &format!("\"{}\" \"{}\"\n", server::USER, server::PASSWORD),
-        )
+        ini
+    }
+
+    /// A container of `image` on the host's network, config copied in.
+    fn run_container(&mut self, image: &str, b: &PgBouncerBuilder) -> Result<(), String> {
+        let (name, tag) = crate::docker::split_image(image);
+        let ini = self.config(b, "/tmp", false);
+        let request = GenericImage::new(name, tag)
+            .with_network("host")
+            .with_label(crate::docker::OWNER_LABEL, Owner::current().encode())
+            .with_copy_to("/etc/pgbouncer/pgbouncer.ini", ini.into_bytes())
+            .with_copy_to("/etc/pgbouncer/users.txt", users_file().into_bytes())
+            .with_startup_timeout(Duration::from_secs(60));
+        let container = util::off_runtime(move || request.start())
+            .map_err(|e| format!("starting a container of {image}: {e}"))?;
+        cleanup::register(Resource::Container(container.id()));
+        self.process = Some(Process::Docker(container));
+        Ok(())
     }
 
     fn spawn(&mut self, bin: &Path, run_as: Option<(u32, u32)>) -> Result<(), String> {
@@ -454,17 +561,28 @@ impl PgBouncer {
         let child = cmd
             .spawn()
             .map_err(|e| format!("running {}: {e}", bin.display()))?;
-        self.child = Some(child);
+        self.process = Some(Process::Local(child));
+        Ok(())
+    }
+
+    /// Waits until the admin console answers, or PgBouncer exits.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                self.child = None;
-                return Err(format!(
-                    "pgbouncer exited ({status}):\n{}",
-                    self.log_tail(15)
-                ));
+            let exited = match self.process.as_mut() {
+                Some(Process::Local(child)) => {
+                    child.try_wait().ok().flatten().map(|s| s.to_string())
+                }
+                Some(Process::Docker(c)) => util::off_runtime(|| c.is_running())
+                    .ok()
+                    .filter(|running| !running)
+                    .map(|_| "container exited".to_owned()),
+                None => Some("not started".to_owned()),
+            };
+            if let Some(status) = exited {
+                let log = self.log_tail(15);
+                self.stop();
+                return Err(format!("pgbouncer exited ({status}):\n{log}"));
             }
             let ready = util::block_on_fresh(async {
                 match self.connect_admin().await {
@@ -490,7 +608,20 @@ impl PgBouncer {
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        let child = match self.process.take() {
+            Some(Process::Local(child)) => Some(child),
+            Some(Process::Docker(c)) => {
+                if util::env_flag("POOL_TESTKIT_KEEP") {
+                    std::mem::forget(c);
+                } else {
+                    // Its Drop blocks on its own runtime: never on ours.
+                    util::off_runtime(move || drop(c));
+                }
+                None
+            }
+            None => None,
+        };
+        if let Some(mut child) = child {
             // SIGTERM: immediate shutdown.
             let _ = Command::new("kill").arg(child.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -518,6 +649,12 @@ impl Drop for PgBouncer {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }
+}
+
+/// `auth_file`: the kit's superuser; PgBouncer logs into the server with
+/// this password (SCRAM on the Docker backend).
+fn users_file() -> String {
+    format!("\"{}\" \"{}\"\n", server::USER, server::PASSWORD)
 }
 
 fn write_owned(path: &Path, text: &str) -> Result<()> {

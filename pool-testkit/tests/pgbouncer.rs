@@ -1,6 +1,8 @@
 //! PgBouncer (the real one, Debian's 1.18) in front of a server of each
-//! backend: it caps server connections, and its admin console is read as
-//! typed probes. Server-side counts come from pg_stat_activity.
+//! backend, run the same way (a local process in front of the local
+//! server, a container in front of the container): it caps server
+//! connections, and its admin console is read as typed probes. Server-side
+//! counts come from pg_stat_activity.
 
 mod common;
 
@@ -14,6 +16,30 @@ use common::connect_as;
 both_backends! {
     transaction_mode_caps_server_connections;
     session_mode_gives_each_client_its_own_backend;
+}
+
+/// A builder whose PgBouncer runs on the server's backend; `None` (SKIP)
+/// when that is Docker and the PgBouncer image is missing, unless
+/// POOL_TESTKIT_REQUIRE_DOCKER=1.
+fn bouncer_for(server: &TestServer) -> Option<pool_testkit::PgBouncerBuilder> {
+    let builder = PgBouncer::builder().backend(server.backend());
+    if server.backend() == Backend::Docker {
+        let image = pool_testkit::pgbouncer::DEFAULT_IMAGE;
+        let present = std::process::Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !present {
+            let why =
+                format!("image {image} missing: run pool-testkit/docker/build-pgbouncer-image.sh");
+            if std::env::var("POOL_TESTKIT_REQUIRE_DOCKER").is_ok_and(|v| v == "1") {
+                panic!("POOL_TESTKIT_REQUIRE_DOCKER=1 but {why}");
+            }
+            eprintln!("SKIP (PgBouncer container): {why}");
+            return None;
+        }
+    }
+    Some(builder)
 }
 
 /// Server connections to database `db`, counted on the server, every few
@@ -56,8 +82,11 @@ async fn peak_backends_during(
 async fn transaction_mode_caps_server_connections(server: &TestServer) {
     const CLIENTS: usize = 6;
     const POOL: u32 = 2;
+    let Some(builder) = bouncer_for(server) else {
+        return;
+    };
     let db = server.create_database().await.unwrap();
-    let bouncer = PgBouncer::builder()
+    let bouncer = builder
         .pool_mode(PoolMode::Transaction)
         .default_pool_size(POOL)
         .max_client_conn(50)
@@ -96,6 +125,11 @@ async fn transaction_mode_caps_server_connections(server: &TestServer) {
         .find(|p| p.database == db.name())
         .unwrap_or_else(|| panic!("no pool for {} in {pools:?}", db.name()));
     assert_eq!(pool.pool_mode, "transaction");
+    assert_eq!(
+        bouncer.container_id().is_some(),
+        server.backend() == Backend::Docker,
+        "PgBouncer runs like the server it fronts"
+    );
     assert_eq!(pool.cl_active as usize, CLIENTS, "{pool:?}");
     assert!(pool.servers() <= POOL, "{pool:?}");
     let behind = bouncer.server_backends(server).await.unwrap();
@@ -121,8 +155,11 @@ async fn transaction_mode_caps_server_connections(server: &TestServer) {
 }
 
 async fn session_mode_gives_each_client_its_own_backend(server: &TestServer) {
+    let Some(builder) = bouncer_for(server) else {
+        return;
+    };
     let db = server.create_database().await.unwrap();
-    let bouncer = PgBouncer::builder()
+    let bouncer = builder
         .pool_mode(PoolMode::Session)
         .default_pool_size(5)
         .start(server.addr())

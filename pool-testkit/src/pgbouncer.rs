@@ -229,7 +229,7 @@ pub const DEFAULT_IMAGE: &str = "pool-testkit/pgbouncer:1.18";
 
 enum Process {
     Local(Child),
-    Docker(Container<GenericImage>),
+    Docker(Box<Container<GenericImage>>),
 }
 
 impl std::fmt::Debug for Process {
@@ -541,7 +541,7 @@ impl PgBouncer {
         let container = util::off_runtime(move || request.start())
             .map_err(|e| format!("starting a container of {image}: {e}"))?;
         cleanup::register(Resource::Container(container.id()));
-        self.process = Some(Process::Docker(container));
+        self.process = Some(Process::Docker(Box::new(container)));
         Ok(())
     }
 

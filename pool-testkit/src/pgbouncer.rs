@@ -28,10 +28,12 @@
 //! What 1.18 lacks: protocol-level named prepared statements in
 //! transaction mode (`max_prepared_statements` came in 1.21). A client that
 //! prepares named statements (sqlx does, `sqlx_s_1`, ... per connection)
-//! through a transaction-mode PgBouncer 1.18 gets errors such as
-//! `prepared statement "sqlx_s_1" does not exist` once its transactions
-//! land on another server connection. Use session mode, or unnamed
-//! statements (`query(..).persistent(false)`), with 1.18.
+//! through a transaction-mode PgBouncer 1.18 gets `prepared statement
+//! "sqlx_s_1" already exists` (42P05) when another client prepared that
+//! name on the same server connection, or `... does not exist` when its own
+//! transactions land on another one (`tests/pgbouncer.rs` shows the first).
+//! Use session mode, or unnamed statements (`query(..).persistent(false)`),
+//! with 1.18.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -226,3 +226,48 @@ fn a_dead_upstream_is_reported_by_the_client_not_hidden() {
         .unwrap_err();
     assert!(err.as_database_error().is_some(), "{err}");
 }
+
+/// What 1.18 lacks (documented on `pool_testkit::pgbouncer`): in
+/// transaction mode, sqlx's named statements (`sqlx_s_1`, ... counted per
+/// client) collide on a shared server connection; unnamed ones work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_1_18_breaks_named_prepared_statements() {
+    let Some(server) = common::shared(Backend::Local) else {
+        return;
+    };
+    let db = server.create_database().await.unwrap();
+    let bouncer = PgBouncer::builder()
+        .pool_mode(PoolMode::Transaction)
+        .default_pool_size(1)
+        .start(server.addr())
+        .unwrap();
+    let url = bouncer.url_for(&db.url());
+    let mut a = connect_as(&url, "tk-bouncer-prep").await;
+    let mut b = connect_as(&url, "tk-bouncer-prep").await;
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut a)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    // Same single server connection, same statement name from client b.
+    let err = sqlx::query_scalar::<_, i32>("SELECT 2")
+        .fetch_one(&mut b)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("42P05"),
+        "expected `prepared statement \"sqlx_s_1\" already exists`, got {err}"
+    );
+    // Unnamed statements are fine through 1.18 in transaction mode.
+    let mut c = connect_as(&url, "tk-bouncer-prep").await;
+    let two: i32 = sqlx::query_scalar("SELECT 2")
+        .persistent(false)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(two, 2);
+    for conn in [a, b, c] {
+        let _ = conn.close().await;
+    }
+}

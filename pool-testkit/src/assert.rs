@@ -16,6 +16,8 @@
 mod pool;
 #[cfg(feature = "runtime")]
 pub use pool::*;
+mod topology;
+pub use topology::*;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -19,6 +19,8 @@ pub(crate) enum Resource<'a> {
     Dir(&'a std::path::Path),
     /// A Docker container id.
     Container(&'a str),
+    /// A Docker network (removed after every container).
+    Network(&'a str),
 }
 
 const SCRIPT: &str = r#"
@@ -38,10 +40,19 @@ printf '%s' "$items" | while IFS=' ' read -r kind arg; do
           while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done
         fi
       fi
+      if [ -f "$arg/pgbouncer.pid" ]; then
+        pid=$(head -n 1 "$arg/pgbouncer.pid")
+        if [ -n "$pid" ] && grep -q pgbouncer "/proc/$pid/cmdline" 2>/dev/null; then
+          kill -TERM "$pid" 2>/dev/null
+        fi
+      fi
       [ -n "$POOL_TESTKIT_KEEP" ] || rm -rf "$arg" ;;
     container)
       docker rm -f -v "$arg" >/dev/null 2>&1 ;;
   esac
+done
+printf '%s' "$items" | while IFS=' ' read -r kind arg; do
+  [ "$kind" = network ] && docker network rm "$arg" >/dev/null 2>&1
 done
 "#;
 
@@ -54,6 +65,7 @@ pub(crate) fn register(resource: Resource<'_>) {
     let line = match resource {
         Resource::Dir(p) => format!("dir {}\n", p.display()),
         Resource::Container(id) => format!("container {id}\n"),
+        Resource::Network(name) => format!("network {name}\n"),
     };
     if crate::util::env_flag("POOL_TESTKIT_NO_WATCHDOG") {
         return;

@@ -16,11 +16,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use testcontainers::bollard::Docker;
 use testcontainers::bollard::query_parameters::{
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::SyncRunner;
-use testcontainers::{Container, GenericImage, ImageExt};
+use testcontainers::{Container, ContainerRequest, GenericImage, ImageExt};
 
 use crate::cleanup::{self, Resource};
 use crate::util::{self, Owner};
@@ -64,17 +65,10 @@ impl DockerServer {
         user: &str,
         password: &str,
     ) -> Result<Self> {
-        check_available(image).map_err(Error::Docker)?;
-        util::block_on_fresh(sweep());
         let (name, tag) = split_image(image);
-        let args: Vec<String> = settings
-            .iter()
-            .flat_map(|(k, v)| ["-c".to_owned(), format!("{k}={v}")])
-            .collect();
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = free_port()?;
-            let request = GenericImage::new(name.clone(), tag.clone())
+        let args = setting_args(settings);
+        Self::start_with(image, |port| {
+            GenericImage::new(name.clone(), tag.clone())
                 .with_exposed_port(5432.tcp())
                 // The entry point's temporary server prints its ready line on
                 // stdout, the real one on stderr (official image behaviour).
@@ -86,7 +80,23 @@ impl DockerServer {
                 .with_label(OWNER_LABEL, Owner::current().encode())
                 .with_cmd(args.clone())
                 .with_shm_size(256 * 1024 * 1024)
-                .with_startup_timeout(Duration::from_secs(120));
+                .with_startup_timeout(Duration::from_secs(120))
+        })
+    }
+
+    /// Starts the container `request(host_port)` describes (the port is
+    /// mapped to its 5432), retrying on a host-port race, and registers it
+    /// with the watchdog.
+    pub(crate) fn start_with(
+        image: &str,
+        request: impl Fn(u16) -> ContainerRequest<GenericImage>,
+    ) -> Result<Self> {
+        check_available(image).map_err(Error::Docker)?;
+        util::block_on_fresh(sweep());
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port()?;
+            let request = request(port);
             match util::off_runtime(move || request.start()) {
                 Ok(container) => {
                     let id = container.id().to_owned();
@@ -152,7 +162,14 @@ impl DockerServer {
     /// The last `n` lines of the container's output (stdout and stderr in
     /// order).
     pub fn log_tail(&self, n: usize) -> String {
-        let id = self.id.clone();
+        container_log_tail(&self.id, n)
+    }
+}
+
+/// The last `n` lines of a container's output (stdout and stderr in order).
+pub(crate) fn container_log_tail(id: &str, n: usize) -> String {
+    {
+        let id = id.to_owned();
         util::block_on_fresh(async move {
             let docker = match Docker::connect_with_defaults() {
                 Ok(d) => d,
@@ -199,8 +216,16 @@ impl Drop for DockerServer {
     }
 }
 
+/// `-c key=value` arguments for the server.
+pub(crate) fn setting_args(settings: &[(String, String)]) -> Vec<String> {
+    settings
+        .iter()
+        .flat_map(|(k, v)| ["-c".to_owned(), format!("{k}={v}")])
+        .collect()
+}
+
 /// `name:tag` split at the last ':' after the last '/' (registry ports).
-fn split_image(image: &str) -> (String, String) {
+pub(crate) fn split_image(image: &str) -> (String, String) {
     let slash = image.rfind('/').map_or(0, |i| i + 1);
     match image[slash..].rfind(':') {
         Some(i) => (
@@ -273,6 +298,26 @@ pub(crate) async fn sweep() {
             if docker.remove_container(&id, Some(opts)).await.is_ok() {
                 tracing::info!("pool-testkit: removed leftover container {id}");
             }
+        }
+    }
+    // Cluster networks, once their containers are gone.
+    let opts = ListNetworksOptionsBuilder::new().filters(&filters).build();
+    let Ok(Ok(networks)) =
+        tokio::time::timeout(Duration::from_secs(10), docker.list_networks(Some(opts))).await
+    else {
+        return;
+    };
+    for network in networks {
+        let owner = network
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(OWNER_LABEL))
+            .and_then(|s| Owner::decode(s));
+        if owner.is_some_and(|o| !o.is_alive())
+            && let Some(name) = network.name
+            && docker.remove_network(&name).await.is_ok()
+        {
+            tracing::info!("pool-testkit: removed leftover network {name}");
         }
     }
 }

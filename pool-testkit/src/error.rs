@@ -49,6 +49,10 @@ pub enum Error {
     /// A bad environment variable or builder value.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A cluster operation the current topology does not allow (promote
+    /// a primary, rewind the primary, a node index out of range, ...).
+    #[error("cluster: {0}")]
+    Topology(String),
     /// Something did not happen within its deadline.
     #[error("timed out: {0}")]
     Timeout(String),

@@ -17,7 +17,7 @@ use crate::{Error, Result};
 
 /// Name prefix of every temp dir this backend makes (and sweeps).
 pub(crate) const DIR_PREFIX: &str = "pool-testkit-";
-const OWNER_FILE: &str = "owner";
+pub(crate) const OWNER_FILE: &str = "owner";
 
 /// A running (or stopped) local server.
 #[derive(Debug)]
@@ -34,6 +34,106 @@ impl LocalServer {
     /// initdb + start. `settings` are written to postgresql.conf (so they
     /// survive restarts); `user`/`password` become the superuser.
     pub fn start(settings: &[(String, String)], user: &str, password: &str) -> Result<Self> {
+        let mut server = Self::create_root()?;
+        // From here on, Drop removes the dir if anything fails.
+        server.init(settings, user, password)?;
+        server.start_on_free_port()?;
+        Ok(server)
+    }
+
+    /// A streaming standby of the server at 127.0.0.1:`source_port`:
+    /// `pg_basebackup -R -X stream` with replication slot `slot` (created
+    /// on the source), plus `settings`, started on a free port.
+    pub fn start_standby(
+        source_port: u16,
+        user: &str,
+        slot: &str,
+        settings: &[(String, String)],
+    ) -> Result<Self> {
+        let mut server = Self::create_root()?;
+        let data = server.data();
+        let port = source_port.to_string();
+        let out = server.run(
+            "pg_basebackup",
+            &[
+                "-h".as_ref(),
+                "127.0.0.1".as_ref(),
+                "-p".as_ref(),
+                port.as_ref(),
+                "-U".as_ref(),
+                user.as_ref(),
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-R".as_ref(),
+                "-X".as_ref(),
+                "stream".as_ref(),
+                "-C".as_ref(),
+                "-S".as_ref(),
+                slot.as_ref(),
+                "--no-sync".as_ref(),
+                "-c".as_ref(),
+                "fast".as_ref(),
+            ],
+        )?;
+        if !out.status.success() {
+            return Err(Error::Local(format!(
+                "pg_basebackup from 127.0.0.1:{source_port} failed ({}):\n{}",
+                out.status,
+                output_text(&out)
+            )));
+        }
+        // The copy carries the source's postgresql.conf (its socket dir):
+        // later lines win.
+        server.append_conf(settings)?;
+        server.start_on_free_port()?;
+        Ok(server)
+    }
+
+    /// Re-attaches this (former primary) server as a standby of the server
+    /// at 127.0.0.1:`source_port`: clean stop, `pg_rewind -R` (which runs
+    /// crash recovery first when the server was killed), replication slot
+    /// `slot` (must exist on the source), start.
+    pub fn rewind(
+        &mut self,
+        source_port: u16,
+        user: &str,
+        slot: &str,
+        settings: &[(String, String)],
+    ) -> Result<()> {
+        self.stop("fast")?;
+        let data = self.data();
+        let source = format!("host=127.0.0.1 port={source_port} user={user} dbname=postgres");
+        let out = self.run(
+            "pg_rewind",
+            &[
+                "--target-pgdata".as_ref(),
+                data.as_os_str(),
+                "--source-server".as_ref(),
+                source.as_ref(),
+                "--write-recovery-conf".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        )?;
+        if !out.status.success() {
+            return Err(Error::Local(format!(
+                "pg_rewind from 127.0.0.1:{source_port} failed ({}):\n{}",
+                out.status,
+                output_text(&out)
+            )));
+        }
+        // pg_rewind copied the source's configuration (its socket dir, and
+        // its own primary_slot_name if it was a standby once).
+        self.append_conf(settings)?;
+        let auto = data.join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&auto)
+            .map_err(|e| Error::io("reading postgresql.auto.conf", e))?;
+        let _ = writeln!(text, "primary_slot_name = '{slot}'");
+        std::fs::write(&auto, text).map_err(|e| Error::io("writing postgresql.auto.conf", e))?;
+        self.start_again()
+    }
+
+    /// A fresh owned temp dir, registered with the watchdog.
+    fn create_root() -> Result<Self> {
         let bin = find_bin_dir().map_err(Error::Local)?;
         let parent = temp_parent();
         sweep(&parent);
@@ -45,7 +145,7 @@ impl LocalServer {
         std::fs::write(root.join(OWNER_FILE), Owner::current().encode())
             .map_err(|e| Error::io("writing the owner marker", e))?;
         cleanup::register(Resource::Dir(&root));
-        let mut server = Self {
+        let server = Self {
             root,
             bin,
             port: 0,
@@ -53,9 +153,9 @@ impl LocalServer {
             running: false,
             keep: util::env_flag("POOL_TESTKIT_KEEP"),
         };
-        // From here on, Drop removes the dir if anything fails.
-        server.init(settings, user, password)?;
-        server.start_on_free_port()?;
+        if let Some((uid, gid)) = server.run_as {
+            chown(&server.root, uid, gid)?;
+        }
         Ok(server)
     }
 
@@ -74,9 +174,6 @@ impl LocalServer {
     }
 
     fn init(&mut self, settings: &[(String, String)], user: &str, password: &str) -> Result<()> {
-        if let Some((uid, gid)) = self.run_as {
-            chown(&self.root, uid, gid)?;
-        }
         let pwfile = self.root.join("pwfile");
         std::fs::write(&pwfile, format!("{password}\n"))
             .map_err(|e| Error::io("writing pwfile", e))?;
@@ -109,6 +206,12 @@ impl LocalServer {
                 output_text(&out)
             )));
         }
+        self.append_conf(settings)
+    }
+
+    /// Appends the testkit's base settings and `settings` to postgresql.conf.
+    fn append_conf(&self, settings: &[(String, String)]) -> Result<()> {
+        let data = self.data();
         let mut conf = String::from("\n# pool-testkit\n");
         let socket_dir = self.root.display().to_string();
         let base = [
@@ -264,7 +367,7 @@ fn is_bind_error(msg: &str) -> bool {
 }
 
 /// A port that was free a moment ago (the caller retries on a bind race).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
     listener
@@ -282,7 +385,7 @@ pub(crate) fn temp_parent() -> PathBuf {
 
 /// When running as root: uid and gid of the `postgres` user, which initdb
 /// and postgres need. Otherwise `None` (run as ourselves).
-fn postgres_ids() -> Result<Option<(u32, u32)>> {
+pub(crate) fn postgres_ids() -> Result<Option<(u32, u32)>> {
     if !is_root() {
         return Ok(None);
     }
@@ -314,7 +417,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
+pub(crate) fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
     std::os::unix::fs::chown(path, Some(uid), Some(gid))
         .map_err(|e| Error::io(format!("chown {} to the postgres user", path.display()), e))
 }
@@ -398,8 +501,16 @@ pub(crate) fn sweep(parent: &Path) {
     }
 }
 
-/// Immediate shutdown of a leftover postmaster (SIGQUIT), if it still runs.
+/// Immediate shutdown of a leftover postmaster (SIGQUIT) or PgBouncer
+/// (SIGTERM), if it still runs.
 fn stop_leftover(dir: &Path) {
+    if let Some(pid) = std::fs::read_to_string(dir.join("pgbouncer.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        && util::process_runs(pid, "pgbouncer")
+    {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
     let Ok(pidfile) = std::fs::read_to_string(dir.join("data").join("postmaster.pid")) else {
         return;
     };

@@ -25,12 +25,12 @@ use crate::util::{self, Owner};
 use crate::{Error, Result};
 
 /// Superuser name and password of servers the testkit starts.
-const USER: &str = "postgres";
-const PASSWORD: &str = "postgres";
+pub(crate) const USER: &str = "postgres";
+pub(crate) const PASSWORD: &str = "postgres";
 /// `application_name` of the testkit's own probe connections.
 pub const PROBE_APP_NAME: &str = "pool-testkit-probe";
 
-enum Kind {
+pub(crate) enum Kind {
     Local(Mutex<LocalServer>),
     Docker(Box<DockerServer>),
     External,
@@ -212,7 +212,56 @@ impl TestServerBuilder {
     }
 }
 
-fn server_url(port: u16) -> Url {
+impl TestServer {
+    /// Wraps a server started by a cluster (on 127.0.0.1:`port`) and waits
+    /// until it accepts connections. With `template_sql` (a primary), also
+    /// creates the template database; standbys get it by replication.
+    pub(crate) fn adopt(
+        kind: Kind,
+        backend: Backend,
+        port: u16,
+        template_sql: Option<&[String]>,
+    ) -> Result<TestServer> {
+        let server = TestServer {
+            kind,
+            backend,
+            admin_url: server_url(port),
+            template: template_name(template_sql.unwrap_or_default()),
+            next_db: AtomicU64::new(0),
+        };
+        util::block_on_fresh(async {
+            server.wait_ready(Duration::from_secs(60)).await?;
+            match template_sql {
+                Some(sql) => server.ensure_template(sql).await,
+                None => Ok(()),
+            }
+        })?;
+        Ok(server)
+    }
+
+    /// Runs `f` on the local server process (local backend only).
+    pub(crate) fn with_local<T>(&self, f: impl FnOnce(&mut LocalServer) -> T) -> Option<T> {
+        match &self.kind {
+            Kind::Local(s) => Some(f(&mut s.lock().unwrap_or_else(|e| e.into_inner()))),
+            _ => None,
+        }
+    }
+
+    /// The container (Docker backend only).
+    pub(crate) fn docker_server(&self) -> Option<&DockerServer> {
+        match &self.kind {
+            Kind::Docker(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Waits (up to `within`) until the server accepts connections.
+    pub(crate) fn wait_ready_blocking(&self, within: Duration) -> Result<()> {
+        util::block_on_fresh(self.wait_ready(within))
+    }
+}
+
+pub(crate) fn server_url(port: u16) -> Url {
     Url::parse(&format!(
         "postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/postgres"
     ))

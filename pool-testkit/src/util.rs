@@ -131,7 +131,6 @@ pub(crate) fn env_flag(name: &str) -> bool {
 }
 
 /// A random lowercase hex string of `n` characters.
-#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub(crate) fn random_hex(n: usize) -> String {
     use rand::Rng;
     let mut rng = rand::rng();

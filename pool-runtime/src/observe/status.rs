@@ -431,6 +431,9 @@ impl fmt::Display for Status {
             self.utilization_percent,
             self.health
         )?;
+        if !self.health_reasons.is_empty() {
+            write!(f, " ({})", self.health_reasons.join("; "))?;
+        }
         for line in &self.recommendations {
             write!(f, "\n  - {line}")?;
         }

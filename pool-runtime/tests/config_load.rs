@@ -263,6 +263,8 @@ fn secret_field_is_redacted_by_debug() {
     let loaded = Api::load(&source).unwrap();
     assert_eq!(loaded.token.expose(), "tok-abcdef-123");
     assert_eq!(*loaded.pin.expose(), 918273);
+    let fallback = loaded.fallback.as_ref().map(|s| s.expose().as_str());
+    assert_eq!(fallback, Some("dflt-swordfish"));
     let docs = Api::env_docs();
     let err = Api::from_map([
         ("API_DATABASE_URL", "postgres://app:hunter2@db/app"),
@@ -614,6 +616,7 @@ fn a_field_under_another_prefix_is_a_warning() {
         ("pool_size", "APP_DB_")
     );
     assert_eq!(loaded.pool_size, 5, "the stray variable must not be read");
+    assert_eq!(loaded.path, "/srv", "PATH is no variable of this config");
 }
 
 #[test]

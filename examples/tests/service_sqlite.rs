@@ -409,3 +409,47 @@ fn an_unknown_url_scheme_is_refused_without_echoing_the_url() {
     assert!(out.contains("scheme \"mysql\""), "{out}");
     assert!(!out.contains("hunter2"), "{out}");
 }
+
+/// Issue 10: one refused connect at start was printed three times (the
+/// pool's `connect failed` event, an ERROR log and the final `error:`
+/// line). The service itself now says it once; the pool's own event
+/// (target `pool_runtime::events`) is counted apart.
+#[test]
+fn a_dead_database_is_reported_once_at_start() {
+    let (status, out) = Launch::url("postgres://app:hunter2@127.0.0.1:1/app").run_to_exit();
+    assert_eq!(status.code(), Some(1), "{out}");
+    let mentions: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("could not connect to postgres://app:***@127.0.0.1:1/app"))
+        .collect();
+    let service_lines: Vec<&&str> = mentions
+        .iter()
+        .filter(|l| !l.contains("pool_runtime::events"))
+        .collect();
+    assert_eq!(service_lines.len(), 1, "{out}");
+    assert!(service_lines[0].starts_with("error: "), "{out}");
+    assert!(mentions.len() <= 2, "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+}
+
+/// Issue 10: `DB_POOL_SIZE=abc` (the README's prefix) was silently ignored
+/// by the service, which reads `APP_DB_`; the start log now names the
+/// prefix and profile, and the stray variable is a warning.
+#[tokio::test]
+async fn a_variable_under_another_prefix_is_a_warning_at_start() {
+    let svc = Launch::sqlite().env("DB_POOL_SIZE", "abc").start();
+    svc.wait_for_line("warning about DB_POOL_SIZE", |l| {
+        l.contains("WARN")
+            && l.contains(
+                "DB_POOL_SIZE is set but no configuration field reads it; field `pool_size` \
+                 reads APP_DB_POOL_SIZE (the prefix is APP_DB_): did you mean APP_DB_POOL_SIZE?",
+            )
+    })
+    .await;
+    svc.wait_for_line("naming the prefix and profile", |l| {
+        l.contains("configuration: prefix APP_DB_ (also DATABASE_URL, SERVICE_ADDR, SERVICE_DEBUG_ENDPOINTS), profile development (APP_ENV unset, development assumed)")
+    })
+    .await;
+    let (_, body) = svc.health().await;
+    assert_eq!(body["pool_size"].as_u64(), Some(5), "{body}");
+}

@@ -17,7 +17,7 @@ fn opt_str(s: Option<&str>) -> TokenStream {
 }
 
 /// The type as text, for docs (`Option<Duration>`).
-fn type_text(ty: &syn::Type) -> String {
+pub fn type_text(ty: &syn::Type) -> String {
     let raw = quote!(#ty).to_string();
     raw.replace(" :: ", "::")
         .replace(":: ", "::")
@@ -55,10 +55,21 @@ pub fn expand(c: &Container, resolved: &[Resolved]) -> TokenStream {
         .iter()
         .zip(resolved)
         .filter_map(|(f, r)| apply(&cfg, f, r));
+    let redacted_checks = c
+        .fields
+        .iter()
+        .zip(resolved)
+        .filter(|(_, r)| r.assert_redacted)
+        .map(|(f, _)| {
+            let ty = &f.ty;
+            quote_spanned! {ty.span()=> #krate::secret::assert_redacted::<#ty>(); }
+        });
 
     quote! {
         #[allow(non_upper_case_globals, clippy::all)]
         const _: () = {
+            #(#redacted_checks)*
+
             #[automatically_derived]
             impl #cfg::PoolConfig for #ident {
                 fn __meta() -> &'static #cfg::ConfigMeta {

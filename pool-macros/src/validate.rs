@@ -21,6 +21,10 @@ pub struct Resolved {
     /// Defaults (by profile index) already reported as wrong: no cross-field
     /// error is piled on them.
     pub bad: [bool; 4],
+    /// `#[pool(secret)]` on a type the macro cannot classify (an alias, the
+    /// user's own type): checked by the compiler through
+    /// `pool_runtime::secret::Redacted` instead.
+    pub assert_redacted: bool,
 }
 
 /// SCREAMING_SNAKE_CASE of a field name (`poolSize` and `pool_size` both
@@ -128,8 +132,10 @@ fn field(f: &Field, prefix: &str, errors: &mut Errors) -> Resolved {
             full,
             setting: None,
             bad: [false; 4],
+            assert_redacted: false,
         };
     }
+    let assert_redacted = f.secret.is_some() && secret_type(f, errors);
     let setting = setting_of(f, errors);
     if let (Some(from_str), Some(r)) = (f.from_str, &f.range) {
         errors.over(&r.tokens, "`range` is not supported with `from_str`");
@@ -163,6 +169,42 @@ fn field(f: &Field, prefix: &str, errors: &mut Errors) -> Resolved {
         full,
         setting,
         bad,
+        assert_redacted,
+    }
+}
+
+/// `#[pool(secret)]` only hides a value from `explain()` and errors; the
+/// struct's own `#[derive(Debug)]` would still print it (issue 10, found by
+/// `secret_field_is_redacted_by_debug` in pool-runtime/tests/config_load.rs).
+/// So a secret field must have a type whose `Debug` redacts: a known
+/// printing type is an error here; an unknown one (alias, own type) is left
+/// to the compiler (returns true).
+fn secret_type(f: &Field, errors: &mut Errors) -> bool {
+    let inner = match &f.kind {
+        Kind::Option(k) => k.as_ref(),
+        k => k,
+    };
+    match inner {
+        Kind::Secret(_) => false,
+        Kind::Other => true,
+        _ => {
+            let ty = crate::expand::type_text(&f.ty);
+            let wrapped = match crate::types::generic_arg(&f.ty, "Option") {
+                Some(t) => format!("Option<Secret<{}>>", crate::expand::type_text(t)),
+                None => format!("Secret<{ty}>"),
+            };
+            errors.over(
+                &f.ty,
+                format!(
+                    "`{}` is marked #[pool(secret)] but its type `{ty}` prints its value: \
+                     `#[derive(Debug)]` on the struct would show the secret in clear\n\
+                     help: declare it `{wrapped}` (`pool_runtime::Secret`, redacted by Debug and \
+                     Display, read with `.expose()`); a `Secret` field needs no #[pool(secret)]",
+                    f.name()
+                ),
+            );
+            false
+        }
     }
 }
 

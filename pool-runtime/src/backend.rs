@@ -53,8 +53,9 @@ pub trait Backend: sqlx::Database {
 
 fn bad_url(settings: &PoolSettings, err: sqlx::Error) -> Error {
     Error::InvalidSettings(format!(
-        "url {} cannot be used: {err}",
-        settings.url.redacted()
+        "url {} cannot be used: {}",
+        settings.url.redacted(),
+        crate::error::sqlx_text(&err)
     ))
 }
 
@@ -178,4 +179,38 @@ impl Backend for sqlx::Sqlite {
 /// Pings through sqlx's `Connection::ping`; a helper so call sites read well.
 pub(crate) async fn ping<DB: Backend>(conn: &mut DB::Connection) -> Result<(), sqlx::Error> {
     conn.ping().await
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use super::*;
+
+    /// Issue 10: the message said "error with configuration: error with
+    /// configuration: unknown value …" (sqlx nests its own error).
+    #[test]
+    fn a_bad_url_parameter_is_reported_once() {
+        let settings = PoolSettings::new("postgres://app:hunter2@db/app?sslmode=bogus");
+        let err = <sqlx::Postgres as Backend>::options(&settings).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid pool settings: url postgres://app:***@db/app?sslmode=bogus cannot be used: \
+             error with configuration: unknown value \"bogus\" for `ssl_mode`"
+        );
+    }
+
+    #[test]
+    fn a_connect_error_names_its_cause_once() {
+        let nested = sqlx::Error::Configuration(Box::new(sqlx::Error::Configuration(
+            "unknown value \"x\" for `ssl_mode`".into(),
+        )));
+        let err = Error::Connect {
+            url: "postgres://app:***@db/app".to_owned(),
+            source: nested,
+        };
+        assert_eq!(
+            err.to_string(),
+            "could not connect to postgres://app:***@db/app: error with configuration: \
+             unknown value \"x\" for `ssl_mode`"
+        );
+    }
 }

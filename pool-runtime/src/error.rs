@@ -11,7 +11,7 @@ pub enum Error {
     #[error(transparent)]
     Timeout(Box<TimeoutError>),
     /// Opening a connection failed.
-    #[error("could not connect to {url}: {source}")]
+    #[error("could not connect to {url}: {}", sqlx_text(.source))]
     Connect {
         /// The URL, password masked.
         url: String,
@@ -116,4 +116,21 @@ impl From<Error> for sqlx::Error {
             Error::InvalidSettings(_) => sqlx::Error::Configuration(Box::new(err)),
         }
     }
+}
+
+/// An sqlx error as one message, each prefix once.
+///
+/// sqlx wraps its own `Error::Configuration` in another (`sslmode=bogus`
+/// reads "error with configuration: error with configuration: unknown
+/// value …"); the nested layers are dropped. Issue 10, pinned by
+/// `a_bad_url_parameter_is_reported_once` in backend.rs.
+pub(crate) fn sqlx_text(err: &sqlx::Error) -> String {
+    let mut err = err;
+    while let sqlx::Error::Configuration(inner) = err {
+        match inner.downcast_ref::<sqlx::Error>() {
+            Some(nested @ sqlx::Error::Configuration(_)) => err = nested,
+            _ => break,
+        }
+    }
+    err.to_string()
 }

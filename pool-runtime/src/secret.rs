@@ -1,5 +1,6 @@
 //! Values that must never be printed: passwords, DSNs with credentials.
 
+use std::any::Any;
 use std::fmt;
 use std::str::FromStr;
 
@@ -8,12 +9,18 @@ use std::str::FromStr;
 /// Read it on purpose with [`Secret::expose`]. URLs show with the password
 /// masked through [`Secret::redacted`] when the value is a URL.
 ///
+/// `Debug` works for every value type, so a struct holding a `Secret<u32>`
+/// can still `#[derive(Debug)]`: a `String` or [`url::Url`] shows as a URL
+/// with its credentials masked (anything that is not a URL as `***`), any
+/// other type as `***`.
+///
 /// ```
 /// use pool_runtime::Secret;
 /// let url = Secret::new(String::from("postgres://app:hunter2@db/app"));
 /// assert_eq!(format!("{url:?}"), "Secret(\"postgres://app:***@db/app\")");
 /// assert!(!format!("{url}").contains("hunter2"));
 /// assert_eq!(url.expose(), "postgres://app:hunter2@db/app");
+/// assert_eq!(format!("{:?}", Secret::new(1234_u32)), "Secret(***)");
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret<T>(T);
@@ -43,9 +50,24 @@ impl<T: AsRef<str>> Secret<T> {
     }
 }
 
-impl<T: AsRef<str>> fmt::Debug for Secret<T> {
+impl<T: 'static> fmt::Debug for Secret<T> {
+    /// Never the value: a URL string with its credentials masked, anything
+    /// else `***` (a `Secret<u32>` PIN has no URL form to show).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Secret").field(&self.redacted()).finish()
+        let value: &dyn Any = &self.0;
+        let text = if let Some(s) = value.downcast_ref::<String>() {
+            Some(redact_url(s))
+        } else if let Some(s) = value.downcast_ref::<&'static str>() {
+            Some(redact_url(s))
+        } else {
+            value
+                .downcast_ref::<url::Url>()
+                .map(|u| redact_url(u.as_str()))
+        };
+        match text {
+            Some(text) => f.debug_tuple("Secret").field(&text).finish(),
+            None => f.debug_tuple("Secret").field(&format_args!("***")).finish(),
+        }
     }
 }
 
@@ -123,3 +145,24 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     key.contains("password") || key.contains("secret") || key.contains("token")
 }
+
+/// A type whose `Debug` (and `Display`, if any) never shows its value.
+///
+/// `#[pool(secret)]` requires it of the field type, so that a config struct
+/// with `#[derive(PoolConfig, Debug)]` cannot print a secret with `{:?}`.
+/// [`Secret<T>`] implements it (and so `Option<Secret<T>>`); implement it
+/// for your own type only when its `Debug` is redacted.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` prints its value, so `#[pool(secret)]` cannot keep it out of `{{:?}}` output",
+    label = "`#[pool(secret)]` needs a type whose `Debug` is redacted",
+    note = "declare the field as `pool_runtime::Secret<{Self}>` (redacted by `Debug` and `Display`, read with `.expose()`), or implement `pool_runtime::secret::Redacted` for a type whose `Debug` never shows the value"
+)]
+pub trait Redacted {}
+
+impl<T> Redacted for Secret<T> {}
+
+impl<T: Redacted> Redacted for Option<T> {}
+
+/// Compile-time check behind `#[pool(secret)]`.
+#[doc(hidden)]
+pub const fn assert_redacted<T: Redacted + ?Sized>() {}

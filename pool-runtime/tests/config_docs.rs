@@ -113,7 +113,7 @@ fn dotenv_template_and_json() {
         "{env}"
     );
     assert!(
-        env.contains("# u32, range 1..=500\n# Format: an integer from 0 to 4294967295\n# Profile defaults: production: 5.\n# DB_POOL_SIZE=20\n"),
+        env.contains("# u32, range 1..=500\n# Format: an integer\n# Profile defaults: production: 5.\n# DB_POOL_SIZE=20\n"),
         "{env}"
     );
     assert!(
@@ -145,6 +145,34 @@ fn dotenv_template_and_json() {
     assert_eq!(replica["field"], "replica.pool_size");
     assert_eq!(replica["setting"], serde_json::Value::Null);
     assert!(!docs.to_json().contains("devpass"));
+}
+
+/// Issue 10: ENV.md said "an integer from 0 to 4294967295" next to
+/// "range 1..=100". The range is said once, in every format and in errors.
+#[test]
+fn a_range_is_stated_once() {
+    let docs = Database::env_docs();
+    let env = docs.to_dotenv();
+    for name in ["DB_POOL_SIZE", "DB_REPLICA_POOL_SIZE"] {
+        let block = env
+            .split("\n\n")
+            .find(|b| b.contains(&format!("# {name}=")))
+            .unwrap();
+        assert!(!block.contains("4294967295"), "{block}");
+    }
+    let size = docs.var("DB_POOL_SIZE").unwrap();
+    assert_eq!(
+        (size.format.as_str(), size.range.as_deref()),
+        ("an integer", Some("1..=500"))
+    );
+    // Without a range the type's own bounds are the range, and are said.
+    let overflow = docs.var("DB_MAX_OVERFLOW").unwrap();
+    assert_eq!(overflow.format, "an integer from 0 to 4294967295");
+    let err = Database::from_map([("DB_POOL_SIZE", "900"), ("DB_AUDIT_TOKEN", "t")]).unwrap_err();
+    assert_eq!(
+        err.problem("DB_POOL_SIZE").unwrap().to_string(),
+        "DB_POOL_SIZE = \"900\" (from env): 900 is outside 1..=500; expected an integer, within 1..=500"
+    );
 }
 
 #[test]

@@ -201,7 +201,7 @@ fn secrets_never_appear_in_errors_or_debug() {
     struct Secrets {
         pin: Secret<u32>,
         #[pool(secret)]
-        password: u64,
+        password: Secret<u64>,
     }
     let err = Secrets::from_map([("S_PIN", "hunter2hunter2"), ("S_PASSWORD", "swordfish99")])
         .err()
@@ -224,7 +224,7 @@ fn secrets_never_appear_in_errors_or_debug() {
     assert!(!loaded.explain().to_string().contains("987654321"));
     assert!(!loaded.explain().to_string().contains("1234"));
     assert_eq!(*ok.pin.expose(), 1234);
-    assert_eq!(ok.password, 987654321);
+    assert_eq!(*ok.password.expose(), 987654321);
 
     let db = load(&[("DATABASE_URL", URL), ("DB_API_TOKEN", "tok-secret-123")]).unwrap();
     let debug = format!("{db:?}");
@@ -233,6 +233,85 @@ fn secrets_never_appear_in_errors_or_debug() {
         "{debug}"
     );
     assert!(!format!("{:?}", db.settings()).contains("hunter2"));
+}
+
+/// Issue 10, group 3: `#[pool(secret)] token: String` in a
+/// `#[derive(PoolConfig, Debug)]` struct printed the token with `{:?}`. A
+/// secret field must now be a `Secret` (a plain type no longer compiles:
+/// pool-macros/tests/ui/secret_prints.rs), and every output a user is
+/// likely to produce stays clean: the struct's Debug, `Loaded`'s Debug,
+/// `explain()` (text and JSON), the env docs and both forms of the error.
+#[test]
+fn secret_field_is_redacted_by_debug() {
+    #[derive(PoolConfig, Debug)]
+    #[pool(prefix = "API_")]
+    struct Api {
+        #[pool(env = "API_DATABASE_URL")]
+        url: Secret<String>,
+        #[pool(secret)]
+        token: Secret<String>,
+        #[pool(secret, default = "dflt-swordfish")]
+        fallback: Option<Secret<String>>,
+        pin: Secret<u32>,
+    }
+    let env = [
+        ("API_DATABASE_URL", "postgres://app:hunter2@db/app"),
+        ("API_TOKEN", "tok-abcdef-123"),
+        ("API_PIN", "918273"),
+    ];
+    let source = EnvSource::from_pairs(env);
+    let loaded = Api::load(&source).unwrap();
+    assert_eq!(loaded.token.expose(), "tok-abcdef-123");
+    assert_eq!(*loaded.pin.expose(), 918273);
+    let fallback = loaded.fallback.as_ref().map(|s| s.expose().as_str());
+    assert_eq!(fallback, Some("dflt-swordfish"));
+    let docs = Api::env_docs();
+    let err = Api::from_map([
+        ("API_DATABASE_URL", "postgres://app:hunter2@db/app"),
+        ("API_TOKEN", "tok-abcdef-123"),
+        ("API_PIN", "hunter2-pin"),
+    ])
+    .unwrap_err();
+    let outputs = [
+        format!("{:?}", *loaded),
+        format!("{:#?}", *loaded),
+        format!("{loaded:?}"),
+        loaded.explain().to_string(),
+        loaded.explain().to_json(),
+        format!("{:?}", loaded.settings()),
+        docs.to_markdown(),
+        docs.to_dotenv(),
+        docs.to_json(),
+        err.to_string(),
+        format!("{err:?}"),
+    ];
+    for out in &outputs {
+        for secret in ["hunter2", "tok-abcdef", "swordfish", "918273"] {
+            assert!(!out.contains(secret), "{secret} shown in:\n{out}");
+        }
+    }
+    // Redacted, not hidden: the URL still says where it points.
+    assert!(
+        outputs[0].contains(r#"url: Secret("postgres://app:***@db/app")"#),
+        "{}",
+        outputs[0]
+    );
+    assert!(outputs[0].contains("pin: Secret(***)"), "{}", outputs[0]);
+}
+
+/// Issue 10: `main() -> Result<(), Box<dyn Error>>` prints a `?`-returned
+/// error with `Debug`, which showed `ConfigError { config: "Database", ... }`.
+#[test]
+fn config_error_debug_reads_like_display() {
+    let err = load(&[("DATABASE_URL", URL), ("DB_POOL_SIZE", "abc")]).unwrap_err();
+    let boxed: Box<dyn std::error::Error> = Box::new(err.clone());
+    let debug = format!("{boxed:?}");
+    assert_eq!(debug, err.to_string());
+    assert!(
+        debug.starts_with("invalid configuration for Database (profile development): 1 problem\n  - DB_POOL_SIZE = \"abc\" (from env): not an integer"),
+        "{debug}"
+    );
+    assert!(!debug.contains("ConfigError {"), "{debug}");
 }
 
 #[test]
@@ -494,6 +573,50 @@ fn unknown_variables_with_the_prefix_are_warnings() {
         loaded.warnings()[1].to_string(),
         "DB_POOL_SIZ is set but no configuration field reads it; did you mean DB_POOL_SIZE?"
     );
+}
+
+/// Issue 10: `DB_POOL_SIZE=abc` (the README's prefix) was silently ignored
+/// by a config read under `APP_DB_`.
+#[test]
+fn a_field_under_another_prefix_is_a_warning() {
+    #[derive(PoolConfig, Debug)]
+    #[pool(prefix = "APP_DB_")]
+    struct Service {
+        #[pool(env = "DATABASE_URL")]
+        url: Secret<String>,
+        #[pool(default = 5)]
+        pool_size: u32,
+        #[pool(default = 10)]
+        max_overflow: u32,
+        #[pool(default = "/srv")]
+        path: String,
+    }
+    let loaded = Service::load(&EnvSource::from_pairs([
+        ("DATABASE_URL", URL),
+        ("DB_POOL_SIZE", "abc"),
+        ("SVC_DB_MAX_OVERFLOW", "3"),
+        ("PATH", "/bin"),
+        ("OTHER_THING", "1"),
+    ]))
+    .unwrap();
+    let warnings: Vec<String> = loaded.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "DB_POOL_SIZE is set but no configuration field reads it; field `pool_size` reads \
+             APP_DB_POOL_SIZE (the prefix is APP_DB_): did you mean APP_DB_POOL_SIZE?",
+            "SVC_DB_MAX_OVERFLOW is set but no configuration field reads it; field `max_overflow` \
+             reads APP_DB_MAX_OVERFLOW (the prefix is APP_DB_): did you mean APP_DB_MAX_OVERFLOW?",
+        ],
+    );
+    let w = &loaded.warnings()[0];
+    let other = w.other_prefix.as_ref().unwrap();
+    assert_eq!(
+        (other.field.as_str(), other.prefix.as_str()),
+        ("pool_size", "APP_DB_")
+    );
+    assert_eq!(loaded.pool_size, 5, "the stray variable must not be read");
+    assert_eq!(loaded.path, "/srv", "PATH is no variable of this config");
 }
 
 #[test]

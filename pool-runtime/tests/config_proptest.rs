@@ -38,7 +38,7 @@ pub struct Props {
     pub api_key: Secret<String>,
     pub pin: Option<Secret<u32>>,
     #[pool(secret)]
-    pub password: Option<String>,
+    pub password: Option<Secret<String>>,
     pub endpoint: Option<url::Url>,
 }
 

@@ -23,7 +23,9 @@ async fn main() -> ExitCode {
     match service::run(cfg).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("service stopped: {err}");
+            // Once: a log event as well printed every failure twice (issue
+            // 10, `a_dead_database_is_reported_once_at_start` in
+            // tests/service_sqlite.rs).
             eprintln!("error: {err}");
             ExitCode::FAILURE
         }

@@ -56,6 +56,23 @@ async fn render_metrics(handle: PrometheusHandle) -> impl IntoResponse {
 
 /// Runs the service with a loaded config until a shutdown signal.
 pub async fn run(cfg: Loaded<ServiceConfig>) -> Result<(), BoxError> {
+    // Says which names are read: `DB_POOL_SIZE` does nothing here (issue 10).
+    let absolute: Vec<&str> = cfg
+        .explain()
+        .entries
+        .iter()
+        .map(|e| e.var.as_str())
+        .filter(|var| !var.starts_with(cfg.prefix()))
+        .collect();
+    tracing::info!(
+        prefix = cfg.prefix(),
+        profile = %cfg.profile(),
+        "configuration: prefix {} (also {}), profile {} ({})",
+        cfg.prefix(),
+        absolute.join(", "),
+        cfg.profile(),
+        cfg.explain().profile_source,
+    );
     tracing::info!(
         "effective configuration (secrets redacted):\n{}",
         cfg.explain()

@@ -30,12 +30,39 @@ pub struct Database {
     #[pool(default = 0.5, range = 0..=1)]
     pub ratio: f64,
     #[pool(secret)]
-    pub token: Option<String>,
+    pub token: Option<Secret<String>>,
+    /// An own type whose Debug redacts: allowed with `secret`.
+    #[pool(secret, from_str)]
+    pub pin: Option<Pin>,
     #[pool(from_str, default = "127.0.0.1")]
     pub bind: std::net::IpAddr,
     #[pool(flatten, prefix = "STD_")]
     pub standard: StandardPoolConfig,
 }
+
+/// A PIN whose `Debug` and `Display` never show it.
+pub struct Pin(u32);
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pin(***)")
+    }
+}
+
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::str::FromStr for Pin {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Pin)
+    }
+}
+
+impl pool_runtime::secret::Redacted for Pin {}
 
 fn main() {
     let _ = Database::load(&EnvSource::from_pairs([("DATABASE_URL", "postgres://h/db")]));

@@ -70,8 +70,10 @@ impl fmt::Display for Problem {
 /// Everything wrong with a configuration, found in one pass.
 ///
 /// Its `Display` lists each problem on its own line; secret values never
-/// appear in it, and URLs show with their password masked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// appear in it, and URLs show with their password masked. `Debug` prints
+/// the same text, because `fn main() -> Result<(), Box<dyn Error>>` (and
+/// anyhow, eyre) show an error returned with `?` through `Debug`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConfigError {
     config: &'static str,
     profile: Option<Profile>,
@@ -127,10 +129,21 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The `Display` text: what `main` returning this error with `?` prints
+/// (issue 10: it printed `ConfigError { config: "Database", ... }`; pinned
+/// by `config_error_debug_reads_like_display` in tests/config_load.rs).
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl std::error::Error for ConfigError {}
 
-/// A variable that shares the prefix but that no field reads: likely a
-/// typo. Logged through `tracing::warn!` and returned by
+/// A variable that no field reads but that looks meant for one: it shares
+/// the prefix (a typo), nearly matches an absolute name, or names a field
+/// under another prefix (`DB_POOL_SIZE` when the prefix is `APP_DB_`).
+/// Logged through `tracing::warn!` and returned by
 /// [`Loaded::warnings`](super::Loaded::warnings).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -139,13 +152,32 @@ pub struct Warning {
     pub var: String,
     /// The closest variable that is read, if one is close.
     pub suggestion: Option<String>,
+    /// When the variable names a field under another prefix: that field
+    /// (its path) and the prefix in effect.
+    pub other_prefix: Option<OtherPrefix>,
+}
+
+/// The field a variable set under the wrong prefix was meant for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtherPrefix {
+    /// The field path (`pool_size`).
+    pub field: String,
+    /// The prefix the config is loaded under (`APP_DB_`).
+    pub prefix: String,
 }
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} is set but no configuration field reads it", self.var)?;
-        if let Some(s) = &self.suggestion {
-            write!(f, "; did you mean {s}?")?;
+        match (&self.suggestion, &self.other_prefix) {
+            (Some(s), Some(o)) => write!(
+                f,
+                "; field `{}` reads {s} (the prefix is {}): did you mean {s}?",
+                o.field, o.prefix
+            )?,
+            (Some(s), None) => write!(f, "; did you mean {s}?")?,
+            _ => {}
         }
         Ok(())
     }

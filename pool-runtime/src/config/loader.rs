@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::ops::RangeBounds;
 use std::str::FromStr;
 
-use super::error::{ConfigError, Problem, ValueSource, Warning};
+use super::error::{ConfigError, OtherPrefix, Problem, ValueSource, Warning};
 use super::explain::{Entry, Explanation};
 use super::value::{Bounded, EnvValue, is_off, mask_credentials, parse_from_str};
 use super::{
@@ -496,6 +496,16 @@ impl<'a> Loader<'a> {
                 out.push(Warning {
                     var: name.to_owned(),
                     suggestion,
+                    other_prefix: None,
+                });
+            } else if let Some((var, field)) = self.under_other_prefix(name) {
+                out.push(Warning {
+                    var: name.to_owned(),
+                    suggestion: Some(var.to_owned()),
+                    other_prefix: Some(OtherPrefix {
+                        field: field.to_owned(),
+                        prefix: self.top_prefix.clone(),
+                    }),
                 });
             } else if name.len() >= 6 {
                 // A near miss of an absolute name (DATABSE_URL).
@@ -507,11 +517,34 @@ impl<'a> Loader<'a> {
                     out.push(Warning {
                         var: name.to_owned(),
                         suggestion: Some((*r).to_owned()),
+                        other_prefix: None,
                     });
                 }
             }
         }
         out
+    }
+
+    /// The variable and field `name` was likely meant for when it is a
+    /// field's key under another prefix (`DB_POOL_SIZE` for
+    /// `APP_DB_POOL_SIZE`); the longest matching key wins. Issue 10: such a
+    /// variable was silently ignored (`a_field_under_another_prefix_is_a_warning`
+    /// in tests/config_load.rs).
+    fn under_other_prefix(&self, name: &str) -> Option<(&str, &str)> {
+        if self.top_prefix.is_empty() {
+            return None;
+        }
+        self.read
+            .iter()
+            .filter_map(|(var, field)| {
+                let key = var.strip_prefix(self.top_prefix.as_str())?;
+                let other = name.strip_suffix(key)?;
+                // `PATH` is no typo of `APP_PATH`: another prefix must be there.
+                let fits = key.len() >= 3 && other.len() > 1 && other.ends_with('_');
+                fits.then_some((var.as_str(), field.as_str(), key.len()))
+            })
+            .max_by_key(|(_, _, len)| *len)
+            .map(|(var, field, _)| (var, field))
     }
 
     pub(crate) fn finish<T>(self, value: Option<T>) -> Result<Loaded<T>, ConfigError> {

@@ -91,13 +91,22 @@
 //! * **Secrets.** `Secret<T>` fields, fields marked `#[pool(secret)]` and
 //!   the field mapped to `url` are never shown: errors omit the value,
 //!   `explain()` and the docs print a URL with its password masked and
-//!   anything else as `***`.
+//!   anything else as `***`. The struct's own `#[derive(Debug)]` prints
+//!   its fields, so `#[pool(secret)]` needs a type whose `Debug` redacts:
+//!   `Secret<T>` (`Debug` for every `T`), `Option<Secret<T>>`, or a type
+//!   implementing [`Redacted`](crate::secret::Redacted); `#[pool(secret)]
+//!   token: String` is a compile error that points at `Secret<String>`.
+//!   Declare the `url` field `Secret<String>` too: a plain `String` is
+//!   masked here but printed by `Debug`.
 //! * **Unknown variables** that share the prefix (`DB_POOL_SIZ`), and near
 //!   misses of absolute names (`DATABSE_URL`), are warnings with a
 //!   suggestion: logged with `tracing::warn!` and returned by
-//!   [`Loaded::warnings`]. With an empty prefix only near misses are
-//!   reported. Two config types sharing one prefix will warn about each
-//!   other's variables.
+//!   [`Loaded::warnings`]. So is a variable naming a field under another
+//!   prefix (`DB_POOL_SIZE` when the prefix is `APP_DB_`): it names the
+//!   field and the variable that is read. With an empty prefix only near
+//!   misses are reported. Two config types sharing one prefix will warn
+//!   about each other's variables, and so will types whose prefixes end
+//!   alike (`DB_` and `REPLICA_DB_`).
 
 mod docs;
 mod error;
@@ -112,7 +121,7 @@ mod value;
 use std::future::Future;
 
 pub use docs::{BLESS_ENV, DocsDrift, EnvDocs, EnvVarDoc, assert_docs_current, check_file_current};
-pub use error::{ConfigError, Problem, ValueSource, Warning};
+pub use error::{ConfigError, OtherPrefix, Problem, ValueSource, Warning};
 pub use explain::{Entry, Explanation};
 pub use loader::Loaded;
 #[doc(hidden)]
@@ -178,7 +187,10 @@ const URL_FORMAT: &str =
     "a database URL such as postgres://user:password@host:5432/db or sqlite://file.db";
 
 impl FieldSpec {
-    /// What a valid value looks like (without the range).
+    /// What a valid value looks like (without the range). With a range,
+    /// an integer's type bounds are left out: "an integer from 0 to
+    /// 4294967295" next to "range 1..=100" said the range twice, the wrong
+    /// one first (issue 10; `a_range_is_stated_once` in tests/config_docs.rs).
     pub(crate) fn expected_text(&self) -> String {
         let text = self
             .expected
@@ -186,8 +198,23 @@ impl FieldSpec {
         if self.setting == Some("url") && text.starts_with("any text") {
             return text.replacen("any text", URL_FORMAT, 1);
         }
+        if self.range.is_some() {
+            return without_integer_bounds(text);
+        }
         text
     }
+}
+
+/// `an integer from 0 to 255, or off` → `an integer, or off`.
+fn without_integer_bounds(text: String) -> String {
+    let Some(rest) = text.strip_prefix("an integer from ") else {
+        return text;
+    };
+    let Some((_, after)) = rest.split_once(" to ") else {
+        return text;
+    };
+    let tail = after.find(',').map_or("", |i| &after[i..]);
+    format!("an integer{tail}")
 }
 
 /// A `#[pool(flatten)]` field.

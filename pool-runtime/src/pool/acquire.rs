@@ -201,7 +201,7 @@ pub(crate) async fn ping<DB: Backend>(
             shared.lock().signals.pinged(now);
             return true;
         }
-        Ok(Err(e)) => e.to_string(),
+        Ok(Err(e)) => crate::error::sqlx_text(&e),
         Err(_) => format!("no answer within {bound:?}"),
     };
     {
@@ -308,7 +308,11 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
         .signals
         .trouble(Instant::now(), Trouble::ConnectFailed, error.to_string());
     shared.metrics.connect_errors.increment(1);
-    tracing::warn!(target: "pool_runtime::events", pool = %settings.name, error = %error, "connect failed");
+    // `Pool::connect` returns its own first failure to its caller: logged
+    // here too, a service printed it twice at start.
+    if shared.started.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(target: "pool_runtime::events", pool = %settings.name, error = %error, "connect failed");
+    }
     Err(error)
 }
 

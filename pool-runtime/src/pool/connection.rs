@@ -116,7 +116,7 @@ impl<DB: Backend> PooledConnection<DB> {
             let mut st = self.shared.lock();
             st.suspect_since = Some(now);
             st.signals
-                .trouble(now, Trouble::ConnectionLost, error.to_string());
+                .trouble(now, Trouble::ConnectionLost, crate::error::sqlx_text(error));
         }
         gone
     }

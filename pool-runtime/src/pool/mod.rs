@@ -13,6 +13,7 @@ mod transaction;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use sqlx::Connection;
@@ -53,8 +54,10 @@ impl<DB: Backend> Pool<DB> {
     /// Builds the pool and opens one connection to prove the URL and the
     /// server work (it stays in the pool), plus `min_idle` connections.
     pub async fn connect(settings: PoolSettings) -> Result<Self, Error> {
-        let pool = Self::connect_lazy(settings)?;
-        drop(pool.acquire().await?);
+        let pool = Self::build(settings)?;
+        let first = pool.acquire().await;
+        pool.shared.started.store(true, Ordering::Relaxed);
+        drop(first?);
         maintain::top_up(&pool.shared).await;
         Ok(pool)
     }
@@ -62,6 +65,12 @@ impl<DB: Backend> Pool<DB> {
     /// Builds the pool without connecting; the first `acquire` connects.
     /// Settings and the URL are still checked now.
     pub fn connect_lazy(settings: PoolSettings) -> Result<Self, Error> {
+        let pool = Self::build(settings)?;
+        pool.shared.started.store(true, Ordering::Relaxed);
+        Ok(pool)
+    }
+
+    fn build(settings: PoolSettings) -> Result<Self, Error> {
         settings.validate()?;
         let options = DB::options(&settings)?;
         let shared = Arc::new(Shared::new(settings, options));

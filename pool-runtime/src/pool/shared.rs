@@ -29,6 +29,9 @@ pub(crate) struct Shared<DB: Backend> {
     pub returned: Notify,
     /// The server's limits were asked for (by the first connect).
     pub limits_probed: AtomicBool,
+    /// `Pool::connect` has returned (or the pool was built lazily): connect
+    /// failures are logged from now on rather than only returned.
+    pub started: AtomicBool,
 }
 
 impl<DB: Backend> Shared<DB> {
@@ -42,6 +45,7 @@ impl<DB: Backend> Shared<DB> {
             permits: Semaphore::new(capacity),
             returned: Notify::new(),
             limits_probed: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             settings,
         }
     }

@@ -49,7 +49,18 @@ pub fn expand(opts: &Options, plan: &Plan, env: &[(String, String)], item: &Item
         .iter()
         .map(|ty| quote!(<#ty as #p::TestArg<'_>>::provide(&__ctx).await));
 
+    let arg_types = &plan.args;
     quote! {
+        // Outside the `#[test]` fn, so that an unsupported argument type is
+        // an error in every build, not only under `cargo test`.
+        #[allow(dead_code)]
+        const _: () = {
+            fn __pool_testkit_arg<'a, T: #krate::__private::TestArg<'a>>() {}
+            fn __pool_testkit_args() {
+                #(__pool_testkit_arg::<#arg_types>();)*
+            }
+        };
+
         #(#attrs)*
         #[::core::prelude::v1::test]
         #vis fn #name() #output {

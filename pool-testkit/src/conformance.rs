@@ -234,6 +234,9 @@ fn not_applicable(s: &PoolSettings, profile: Profile, name: &str) -> Option<Stri
         "timeout when exhausted" if null => {
             Some("pool_class is null: checkouts are not bounded by a queue".into())
         }
+        "recycle after max age" if null => {
+            Some("pool_class is null: no connection lives to be recycled".into())
+        }
         "recycle after max age" => match s.pool_recycle {
             None => Some("pool_recycle is off".into()),
             Some(d) if d > MAX_WAIT => Some(format!(

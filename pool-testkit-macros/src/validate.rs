@@ -410,13 +410,14 @@ fn runtime(opts: &Options, errors: &mut Errors) -> (bool, Option<usize>) {
 
 /// The env pairs, checked for duplicates.
 pub fn env_pairs(opts: &Options, errors: &mut Errors) -> Vec<(String, String)> {
-    if !opts.env.is_empty() && opts.config.is_none() {
-        if let Some(span) = opts.env_span {
-            errors.at(
-                span,
-                "`env(...)` sets variables for `config = YourConfig`; add `config`",
-            );
-        }
+    if !opts.env.is_empty()
+        && opts.config.is_none()
+        && let Some(span) = opts.env_span
+    {
+        errors.at(
+            span,
+            "`env(...)` sets variables for `config = YourConfig`; add `config`",
+        );
     }
     let mut out: Vec<(String, String)> = Vec::new();
     for (name, value) in &opts.env {

@@ -256,7 +256,7 @@ async fn setup_sqlite(spec: &'static TestSpec) -> Result<TestContext, String> {
     };
     let migrator = load_migrator(spec).await?;
     let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
-        .and_then(|o| Ok(o.create_if_missing(true)))
+        .map(|o| o.create_if_missing(true))
         .map_err(|e| format!("SQLite URL {url}: {e}"))?
         .connect()
         .await

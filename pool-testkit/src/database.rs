@@ -17,7 +17,9 @@ const PREFIX: &str = "ptk_";
 /// A database created for one test from the server's template.
 ///
 /// Dropping it drops the database (`WITH (FORCE)`, so connections still
-/// open to it are closed), best effort: it never panics. Keep it alive as
+/// open to it are closed), best effort: it never panics. Dropped while the
+/// thread panics (a failing test), it is kept instead, and its name and
+/// password-free URL are printed. Keep it alive as
 /// long as the test uses it: bind it to a named variable (`_db`), not `_`.
 #[derive(Debug)]
 pub struct TestDatabase {
@@ -47,6 +49,37 @@ impl TestDatabase {
         self.url.clone()
     }
 
+    /// This database's URL without the password, safe to print.
+    pub fn url_without_password(&self) -> String {
+        match url::Url::parse(&self.url) {
+            Ok(mut u) => {
+                let _ = u.set_password(None);
+                u.to_string()
+            }
+            Err(_) => format!("(database {})", self.name),
+        }
+    }
+
+    /// Keeps the database (it is not dropped) and prints its name and
+    /// password-free URL on stderr, where the test harness shows it with
+    /// the failing test's output.
+    pub fn keep(&mut self, why: &str) {
+        if self.dropped {
+            return;
+        }
+        self.dropped = true;
+        let kept_server = if util::env_flag("POOL_TESTKIT_KEEP") {
+            "the server is kept too (POOL_TESTKIT_KEEP)"
+        } else {
+            "the server itself is removed when the test process exits unless POOL_TESTKIT_KEEP=1 (or use POOL_TESTKIT_URL)"
+        };
+        eprintln!(
+            "pool-testkit: {why}: database {} is kept for a post-mortem: {}\n  ({kept_server})",
+            self.name,
+            self.url_without_password()
+        );
+    }
+
     /// Drops the database now, reporting failure (Drop only logs it).
     pub async fn drop_database(mut self) -> Result<()> {
         self.dropped = true;
@@ -57,6 +90,11 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if self.dropped || util::env_flag("POOL_TESTKIT_KEEP") {
+            return;
+        }
+        // Dropped while a test panics: its data is the evidence.
+        if std::thread::panicking() {
+            self.keep("the test panicked");
             return;
         }
         // Drop can't await and may run inside a runtime or after it is gone,

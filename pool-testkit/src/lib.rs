@@ -86,7 +86,23 @@ mod util;
 
 pub mod assert;
 #[cfg(feature = "runtime")]
+mod attr;
+#[cfg(feature = "runtime")]
+pub mod conformance;
+#[cfg(feature = "runtime")]
 pub mod fixtures;
+
+/// What `#[pool_testkit::test]` expands to calls; not a public API.
+#[cfg(feature = "runtime")]
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::attr::*;
+    pub use pool_runtime::PoolSettings;
+}
+
+#[cfg(feature = "runtime")]
+#[doc = include_str!("test_attr.md")]
+pub use pool_testkit_macros::test;
 
 pub use backend::Backend;
 pub use cluster::{Cluster, ClusterBuilder};

@@ -374,10 +374,16 @@ impl TestServer {
     /// A fresh database copied from the template; dropped (with any
     /// connections still open to it) when the returned value is dropped.
     pub async fn create_database(&self) -> Result<TestDatabase> {
+        self.create_database_from(&self.template).await
+    }
+
+    /// A fresh database copied from `template` (one made by
+    /// [`ensure_template_with`](Self::ensure_template_with)).
+    pub(crate) async fn create_database_from(&self, template: &str) -> Result<TestDatabase> {
         let owner = Owner::current();
         let n = self.next_db.fetch_add(1, Ordering::Relaxed);
         let name = database::name_for(&owner, n);
-        let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", self.template);
+        let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let mut conn = self.connect_admin().await?;
@@ -470,22 +476,45 @@ impl TestServer {
     /// Creates the template database unless it exists (another run on a
     /// shared external server may have made it, or be making it).
     async fn ensure_template(&self, sql: &[String]) -> Result<()> {
-        let tpl = &self.template;
+        self.ensure_template_with(&self.template, async |conn| {
+            for stmt in sql {
+                sqlx::raw_sql(AssertSqlSafe(stmt.clone()))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| Error::sql("running template SQL", e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Creates template database `tpl` unless it exists, running `init`
+    /// in it once. Safe against other processes doing the same on a shared
+    /// server: `CREATE DATABASE` decides who initialises, the others wait
+    /// until it is marked finished. A failed `init` drops the half-made
+    /// template, so nobody waits for it.
+    pub(crate) async fn ensure_template_with(
+        &self,
+        tpl: &str,
+        init: impl AsyncFnOnce(&mut PgConnection) -> Result<()>,
+    ) -> Result<()> {
         let mut admin = self.connect_admin().await?;
         let create = sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{tpl}\"")))
             .execute(&mut admin)
             .await;
         match create {
             Ok(_) => {
-                if !sql.is_empty() {
-                    let mut conn = connect(&self.url_for(tpl)).await?;
-                    for stmt in sql {
-                        sqlx::raw_sql(AssertSqlSafe(stmt.clone()))
-                            .execute(&mut conn)
-                            .await
-                            .map_err(|e| Error::sql("running template SQL", e))?;
-                    }
-                    let _ = conn.close().await;
+                let mut conn = connect(&self.url_for(tpl)).await?;
+                let result = init(&mut conn).await;
+                let _ = conn.close().await;
+                if let Err(e) = result {
+                    let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{tpl}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                    let _ = admin.close().await;
+                    return Err(e);
                 }
                 // No connections from now on: CREATE DATABASE … TEMPLATE needs
                 // the template unused, and this also marks it complete.
@@ -507,8 +536,14 @@ impl TestServer {
                     .fetch_optional(&mut admin)
                     .await
                     .map_err(|e| Error::sql("checking the template database", e))?;
-                    if ready == Some(true) {
-                        break;
+                    match ready {
+                        Some(true) => break,
+                        Some(false) => {}
+                        None => {
+                            return Err(Error::Config(format!(
+                                "template database {tpl} was dropped by its creator, whose setup failed (its test shows why)"
+                            )));
+                        }
                     }
                     if Instant::now() > deadline {
                         return Err(Error::Timeout(format!(

@@ -363,6 +363,104 @@ pub async fn try_null_pool_one_per_checkout(
     Ok(())
 }
 
+/// With every connection of the pool checked out (`pool_size +
+/// max_overflow`), one more checkout fails with the pool's `Timeout` error
+/// after about `pool_timeout`, and the server never shows more connections
+/// than that. Returns how long the failing checkout waited.
+pub async fn try_timeout_when_exhausted(
+    server: &TestServer,
+    pool: &PgPool,
+) -> Result<Duration, Failure> {
+    let what = "a checkout times out after pool_timeout when the pool is exhausted";
+    let app = app_of(server, pool, what)?;
+    let settings = pool.settings();
+    let cap = settings.pool_size + settings.max_overflow;
+    let (conns, _) = hold(server, pool, cap, &app, what).await?;
+    let start = std::time::Instant::now();
+    let extra = pool.acquire().await;
+    let waited = start.elapsed();
+    let after = server
+        .connections(&app)
+        .await
+        .map_err(|e| probe_failed(server, &app, what, e))?;
+    drop(conns);
+    match extra {
+        Ok(_) => Err(Failure::new(
+            server,
+            Some(&app),
+            what,
+            format!(
+                "checkout {} of a pool of capacity {cap} to time out",
+                cap + 1
+            ),
+            format!("it succeeded; {}", describe(&after)),
+        )),
+        Err(pool_runtime::Error::Timeout(_)) if after.len() <= cap as usize => Ok(waited),
+        Err(pool_runtime::Error::Timeout(_)) => Err(Failure::new(
+            server,
+            Some(&app),
+            what,
+            format!("at most {cap} connections while exhausted"),
+            describe(&after),
+        )),
+        Err(e) => Err(Failure::new(
+            server,
+            Some(&app),
+            what,
+            format!("a Timeout error after {:?}", settings.pool_timeout),
+            format!("another error after {waited:?}: {e}"),
+        )),
+    }
+}
+
+/// A connection returned with a transaction still open (one sqlx knows
+/// of, left open as a forgotten `Transaction` would) is rolled back by the
+/// pool: the server shows it `idle`, not `idle in transaction`.
+pub async fn try_reset_on_return(server: &TestServer, pool: &PgPool) -> Result<(), Failure> {
+    let what = "a transaction left open is rolled back on return";
+    let app = app_of(server, pool, what)?;
+    let mut conn = checkout(server, pool, &app, what).await?;
+    let pid = pid_of(server, &mut conn, &app, what).await?;
+    match sqlx::Connection::begin(&mut *conn).await {
+        // Neither committed nor rolled back: the pool has to clean up.
+        Ok(tx) => std::mem::forget(tx),
+        Err(e) => {
+            return Err(Failure::new(
+                server,
+                Some(&app),
+                what,
+                "BEGIN to work",
+                format!("BEGIN failed: {e}"),
+            ));
+        }
+    }
+    drop(conn);
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let conns = server
+            .connections(&app)
+            .await
+            .map_err(|e| probe_failed(server, &app, what, e))?;
+        let state = conns
+            .iter()
+            .find(|c| c.pid == pid)
+            .and_then(|c| c.state.clone());
+        if state.as_deref() == Some("idle") {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::new(
+                server,
+                Some(&app),
+                what,
+                format!("backend {pid} idle (rolled back) after its return"),
+                format!("its state: {state:?}; {}", describe(&conns)),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn probe_failed(server: &TestServer, app: &str, what: &str, e: crate::Error) -> Failure {
     Failure::new(
         server,
@@ -395,4 +493,8 @@ panicking! {
     pre_ping_replaces_killed => try_pre_ping_replaces_killed() -> ();
     /// Panicking [`try_null_pool_one_per_checkout`].
     null_pool_one_per_checkout => try_null_pool_one_per_checkout() -> ();
+    /// Panicking [`try_timeout_when_exhausted`]; returns the wait.
+    timeout_when_exhausted => try_timeout_when_exhausted() -> Duration;
+    /// Panicking [`try_reset_on_return`].
+    reset_on_return => try_reset_on_return() -> ();
 }

@@ -1,0 +1,248 @@
+//! `#[pool_testkit::test]` end to end: migrations and fixtures in a
+//! template, a database per test, arguments by type, `pool(...)` and
+//! `config = ...` settings seen from the server, keep-on-failure, SQLite.
+
+use std::time::Duration;
+
+use pool_runtime::{Pool, PoolClass, PoolConfig, PoolSettings, Secret};
+use pool_testkit::{TestDatabase, TestServer};
+use sqlx::{Postgres, Sqlite};
+
+#[pool_testkit::test(
+    migrations = "tests/attr/migrations",
+    fixtures_dir = "tests/attr/fixtures",
+    fixtures("users", "orders")
+)]
+async fn migrations_and_fixtures_are_applied_in_order(pool: Pool<Postgres>) {
+    let totals: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT u.name, sum(o.total)::bigint FROM users u JOIN orders o ON o.user_id = u.id
+         GROUP BY u.name ORDER BY u.name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(totals, [("alice".into(), 325), ("bob".into(), 30)]);
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, [20260101000000, 20260102000000]);
+}
+
+#[pool_testkit::test(
+    migrations = "tests/attr/migrations",
+    fixtures_dir = "tests/attr/fixtures",
+    fixtures("users")
+)]
+async fn each_test_has_its_own_copy(pool: Pool<Postgres>, db: TestDatabase, server: &TestServer) {
+    // Another test deletes from its copy of the same template meanwhile;
+    // this one still sees both users, in a database of its own.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let current: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(current, db.name());
+    let template: Option<bool> =
+        sqlx::query_scalar("SELECT datistemplate FROM pg_database WHERE datname = $1")
+            .bind(db.name())
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+    assert_eq!(template, Some(false));
+    assert!(server.url_for(db.name()).ends_with(db.name()));
+}
+
+#[pool_testkit::test(
+    migrations = "tests/attr/migrations",
+    fixtures_dir = "tests/attr/fixtures",
+    fixtures("users")
+)]
+async fn writes_stay_in_the_tests_database(pool: Pool<Postgres>) {
+    sqlx::query("DELETE FROM users")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[pool_testkit::test(migrations = false)]
+async fn without_migrations_the_database_is_empty(pool: Pool<Postgres>) {
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0);
+}
+
+/// The pool(...) settings reach the pool: the server shows pool_size
+/// connections held, size + overflow under load, pool_size after.
+#[pool_testkit::test(
+    migrations = false,
+    pool(size = 2, overflow = 3, timeout = "2s", recycle = "off")
+)]
+async fn pool_options_shape_the_pool(pool: Pool<Postgres>, server: &TestServer) {
+    let s = pool.settings();
+    assert_eq!(
+        (s.pool_size, s.max_overflow, s.pool_timeout, s.pool_recycle),
+        (2, 3, Duration::from_secs(2), None)
+    );
+    pool_testkit::assert::overflow_closes_on_return(server, &pool).await;
+}
+
+/// Production-shaped configuration, loaded through the derive.
+#[derive(PoolConfig, Debug)]
+#[pool(prefix = "ATTR_DB_")]
+struct AttrDatabase {
+    #[pool(env = "ATTR_DATABASE_URL")]
+    url: Secret<String>,
+    #[pool(default = 10, test = 1)]
+    pool_size: u32,
+    #[pool(default = 5)]
+    max_overflow: u32,
+    #[pool(default = "queue", test = "null")]
+    pool_class: PoolClass,
+}
+
+#[pool_testkit::test(migrations = false, config = AttrDatabase)]
+async fn config_loads_in_the_test_profile_by_default(settings: PoolSettings, db: TestDatabase) {
+    assert_eq!(settings.pool_class, PoolClass::Null);
+    assert_eq!(settings.pool_size, 1);
+    assert_eq!(
+        settings.url.expose(),
+        &db.url(),
+        "the URL points at the test's database"
+    );
+}
+
+#[pool_testkit::test(
+    migrations = false,
+    config = AttrDatabase,
+    profile = "production",
+    env(ATTR_DB_POOL_SIZE = "3"),
+    pool(overflow = 0)
+)]
+async fn config_profile_env_and_pool_overrides(pool: Pool<Postgres>, server: &TestServer) {
+    let s = pool.settings();
+    assert_eq!(
+        (s.pool_class, s.pool_size, s.max_overflow),
+        (PoolClass::Queue, 3, 0)
+    );
+    pool_testkit::assert::pool_size_held(server, &pool).await;
+}
+
+#[pool_testkit::test(migrations = false, flavor = "multi_thread", worker_threads = 2)]
+async fn multi_thread_flavor(pool: Pool<Postgres>) {
+    assert_eq!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::MultiThread
+    );
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+}
+
+#[pool_testkit::test(migrations = false)]
+async fn a_result_test_can_use_question_mark(pool: Pool<Postgres>) -> Result<(), sqlx::Error> {
+    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await?;
+    assert_eq!(one, 1);
+    Ok(())
+}
+
+// The body of a failing test, run by `a_failing_test_keeps_its_database`.
+#[pool_testkit::test(
+    migrations = "tests/attr/migrations",
+    fixtures_dir = "tests/attr/fixtures",
+    fixtures("users")
+)]
+#[ignore = "fails on purpose; run by a_failing_test_keeps_its_database"]
+async fn fails_on_purpose(db: TestDatabase) {
+    println!("DATABASE={}", db.name());
+    panic!("failing on purpose");
+}
+
+/// A failing test keeps its database and prints its name and a URL
+/// without the password; the database still has the fixture rows.
+#[pool_testkit::test(migrations = false)]
+async fn a_failing_test_keeps_its_database(server: &TestServer) {
+    let exe = std::env::current_exe().unwrap();
+    let out = tokio::process::Command::new(exe)
+        .args([
+            "--exact",
+            "fails_on_purpose",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        // The child must use this server, not start its own.
+        .env("POOL_TESTKIT_URL", server.url())
+        .env("POOL_TESTKIT_BACKEND", "external")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the child test should fail:\n{stdout}\n{stderr}"
+    );
+    let name = stdout
+        .lines()
+        .find_map(|l| l.split_once("DATABASE=").map(|(_, name)| name.trim()))
+        .unwrap_or_else(|| panic!("no database name printed:\n{stdout}\n{stderr}"))
+        .to_owned();
+    let all = format!("{stdout}\n{stderr}");
+    assert!(all.contains(&format!("database {name} is kept")), "{all}");
+    assert!(
+        !all.contains(":postgres@"),
+        "the password is printed:\n{all}"
+    );
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&server.url_for(&name))
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    sqlx::Connection::close(conn).await.unwrap();
+    let mut admin = server.connect_admin().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}
+
+#[pool_testkit::test(
+    sqlite,
+    migrations = "tests/attr/migrations",
+    fixtures_dir = "tests/attr/fixtures",
+    fixtures("users", "orders")
+)]
+async fn sqlite_gets_migrations_and_fixtures(pool: Pool<Sqlite>, settings: PoolSettings) {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let url = settings.url.expose().clone();
+    assert!(
+        url.starts_with("sqlite://") && url.contains("pool-testkit-sqlite-"),
+        "{url}"
+    );
+}

@@ -1,0 +1,4 @@
+CREATE TABLE users (
+    id    BIGINT PRIMARY KEY,
+    name  TEXT NOT NULL UNIQUE
+);

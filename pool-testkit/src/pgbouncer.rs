@@ -130,9 +130,7 @@ impl PgBouncerBuilder {
 
     /// Any other `[pgbouncer]` setting (`server_idle_timeout`, `query_wait_timeout`, ...).
     pub fn arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let key = key.into();
-        self.settings.retain(|(k, _)| *k != key);
-        self.settings.push((key, value.into()));
+        crate::util::set_setting(&mut self.settings, key.into(), value.into());
         self
     }
 

@@ -115,9 +115,7 @@ impl TestServerBuilder {
     /// Any server setting (`-c key=value`); a later value for the same key wins.
     /// Not applied to external servers.
     pub fn arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let key = key.into();
-        self.settings.retain(|(k, _)| *k != key);
-        self.settings.push((key, value.into()));
+        crate::util::set_setting(&mut self.settings, key.into(), value.into());
         self
     }
 

@@ -139,6 +139,13 @@ pub(crate) fn random_hex(n: usize) -> String {
         .collect()
 }
 
+/// Sets `key` in an ordered list of settings, replacing an earlier value
+/// (the builders' `arg`: a later value for the same key wins).
+pub(crate) fn set_setting(settings: &mut Vec<(String, String)>, key: String, value: String) {
+    settings.retain(|(k, _)| *k != key);
+    settings.push((key, value));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -213,24 +213,21 @@ impl DatabaseStatus {
     /// "2 failed connects, 1 connection lost" for health reasons.
     pub(crate) fn describe_troubles(&self) -> String {
         let parts: Vec<String> = [
-            (self.recent_connect_failures, "failed connect"),
-            (self.recent_ping_failures, "failed ping"),
+            (
+                self.recent_connect_failures,
+                "failed connect",
+                "failed connects",
+            ),
+            (self.recent_ping_failures, "failed ping", "failed pings"),
             (
                 self.recent_connections_lost,
                 "connection lost mid-statement",
+                "connections lost mid-statement",
             ),
         ]
         .into_iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| {
-            if n == 1 {
-                format!("1 {what}")
-            } else if what.starts_with("connection") {
-                format!("{n} connections lost mid-statement")
-            } else {
-                format!("{n} {what}s")
-            }
-        })
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
         .collect();
         parts.join(", ")
     }

@@ -126,9 +126,7 @@ impl ClusterBuilder {
 
     /// Any server setting for every node; a later value for the same key wins.
     pub fn arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let key = key.into();
-        self.settings.retain(|(k, _)| *k != key);
-        self.settings.push((key, value.into()));
+        crate::util::set_setting(&mut self.settings, key.into(), value.into());
         self
     }
 

@@ -20,12 +20,15 @@ use crate::{Backend, CloseReason, Error, PoolClass, TimeoutError};
 
 type Site = &'static Location<'static>;
 
+/// Checks out a connection, waiting at most `limit` in all (`pool_timeout`
+/// for every caller but [`Pool::connect`](super::Pool::connect)).
 pub(crate) async fn acquire<DB: Backend>(
     shared: Arc<Shared<DB>>,
     site: Site,
+    limit: Duration,
 ) -> Result<PooledConnection<DB>, Error> {
     let start = Instant::now();
-    let deadline = start + shared.settings.pool_timeout;
+    let deadline = start + limit;
     // Fast path: a free permit means no wait, and one clock read serves
     // for the whole checkout.
     let waited = match shared.permits.try_acquire() {
@@ -56,7 +59,7 @@ pub(crate) async fn acquire<DB: Backend>(
             Instant::now()
         };
         if !first && now >= deadline {
-            return Err(timeout_error(&shared, start));
+            return Err(timeout_error(&shared, start, deadline));
         }
         let next = {
             let mut st = shared.lock();
@@ -103,7 +106,7 @@ pub(crate) async fn acquire<DB: Backend>(
                         result
                     }
                     Ok(Err(_)) => Err(Error::Database(sqlx::Error::WorkerCrashed)),
-                    Err(_) => Err(timeout_error(&shared, start)),
+                    Err(_) => Err(timeout_error(&shared, start, deadline)),
                 };
             }
         }
@@ -148,7 +151,7 @@ async fn wait_for_permit<DB: Backend>(
             Ok(())
         }
         Ok(Err(_closed)) => Err(closed(shared)),
-        Err(_elapsed) => Err(timeout_error(shared, start)),
+        Err(_elapsed) => Err(timeout_error(shared, start, deadline)),
     }
 }
 
@@ -320,7 +323,7 @@ fn closed<DB: Backend>(shared: &Shared<DB>) -> Error {
     Error::Closed(shared.settings.name.clone())
 }
 
-fn timeout_error<DB: Backend>(shared: &Shared<DB>, start: Instant) -> Error {
+fn timeout_error<DB: Backend>(shared: &Shared<DB>, start: Instant, deadline: Instant) -> Error {
     let now = Instant::now();
     let waited = now - start;
     let settings = &shared.settings;
@@ -338,7 +341,7 @@ fn timeout_error<DB: Backend>(shared: &Shared<DB>, start: Instant) -> Error {
             connecting: st.connecting,
             waiting: st.waiting,
             waited,
-            timeout: settings.pool_timeout,
+            timeout: deadline - start,
             oldest_holder: st.holders.oldest(now),
         }
     };

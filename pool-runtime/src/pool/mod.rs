@@ -53,9 +53,17 @@ impl<DB: Backend> std::fmt::Debug for Pool<DB> {
 impl<DB: Backend> Pool<DB> {
     /// Builds the pool and opens one connection to prove the URL and the
     /// server work (it stays in the pool), plus `min_idle` connections.
+    ///
+    /// The first connection may take the longer of `connect_timeout` and
+    /// `pool_timeout`: a short `pool_timeout` bounds waits for a busy pool,
+    /// and must not fail a service's start on a slow first handshake (seen
+    /// in CI: postgres_pool's exhaustion test, 200 ms, on a loaded machine).
     pub async fn connect(settings: PoolSettings) -> Result<Self, Error> {
+        let site = Location::caller();
         let pool = Self::build(settings)?;
-        let first = pool.acquire().await;
+        let settings = &pool.shared.settings;
+        let limit = settings.connect_timeout.max(settings.pool_timeout);
+        let first = acquire::acquire(Arc::clone(&pool.shared), site, limit).await;
         pool.shared.started.store(true, Ordering::Relaxed);
         drop(first?);
         maintain::top_up(&pool.shared).await;
@@ -87,7 +95,11 @@ impl<DB: Backend> Pool<DB> {
         &self,
     ) -> impl Future<Output = Result<PooledConnection<DB>, Error>> + Send + 'static {
         let site = Location::caller();
-        acquire::acquire(Arc::clone(&self.shared), site)
+        acquire::acquire(
+            Arc::clone(&self.shared),
+            site,
+            self.shared.settings.pool_timeout,
+        )
     }
 
     /// Checks out a connection and begins a transaction on it; the

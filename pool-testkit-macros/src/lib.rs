@@ -4,6 +4,9 @@
 //! holds the run time (`pool_testkit::__private`); its documentation is on
 //! `pool_testkit::test`.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod expand;
 mod parse;
 mod suggest;

@@ -4,11 +4,11 @@
 //! later run can drop databases that a killed run left on a long-lived
 //! (external) server.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{AssertSqlSafe, Connection};
 
-use crate::server::{TestServer, connect};
+use crate::admin::{connect, sql_state};
 use crate::util::{self, Owner};
 use crate::{Error, Result};
 
@@ -30,6 +30,37 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// Creates database `name` from `template` through the server's
+    /// superuser URL; `url` is the new database's own URL.
+    pub(crate) async fn create(
+        admin_url: &str,
+        template: &str,
+        name: &str,
+        url: String,
+    ) -> Result<Self> {
+        let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut conn = connect(admin_url).await?;
+            let result = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+                .execute(&mut conn)
+                .await;
+            let _ = conn.close().await;
+            match result {
+                Ok(_) => break,
+                // "source database is being accessed by other users": someone
+                // (another run on an external server) is still in the template.
+                Err(e)
+                    if sql_state(&e).as_deref() == Some("55006") && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(Error::sql(format!("creating test database {name}"), e)),
+            }
+        }
+        Ok(Self::new(name.to_owned(), url, admin_url.to_owned()))
+    }
+
     pub(crate) fn new(name: String, url: String, admin_url: String) -> Self {
         Self {
             name,
@@ -162,8 +193,8 @@ fn owner_of(name: &str) -> Option<Owner> {
 
 /// Drops test databases whose owning process is gone (matters for
 /// external servers; servers the testkit starts are fresh anyway).
-pub(crate) async fn sweep(server: &TestServer) {
-    let Ok(mut conn) = server.connect_admin().await else {
+pub(crate) async fn sweep(admin_url: &str) {
+    let Ok(mut conn) = connect(admin_url).await else {
         return;
     };
     let names: Vec<String> =
@@ -174,7 +205,7 @@ pub(crate) async fn sweep(server: &TestServer) {
     let _ = conn.close().await;
     for name in names {
         if owner_of(&name).is_some_and(|o| !o.is_alive()) {
-            let _ = drop_db(&server.url(), &name).await;
+            let _ = drop_db(admin_url, &name).await;
         }
     }
 }

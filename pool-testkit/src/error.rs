@@ -2,7 +2,7 @@
 //! probing a test server. Messages say what is missing and how to fix it,
 //! because they are read by someone whose test just failed.
 
-use crate::Backend;
+use crate::ServerKind;
 
 /// An error from the testkit (not an assertion failure: those panic, or
 /// come back as [`crate::assert::Failure`] from the `try_` variants).
@@ -44,7 +44,7 @@ pub enum Error {
         /// The operation asked for.
         operation: &'static str,
         /// The backend in use.
-        backend: Backend,
+        backend: ServerKind,
     },
     /// A bad environment variable or builder value.
     #[error("invalid configuration: {0}")]

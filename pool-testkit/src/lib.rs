@@ -11,7 +11,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Backends ([`Backend`]): Docker through testcontainers, local PostgreSQL
+//! Backends (a [`ServerKind`]): Docker through testcontainers, local PostgreSQL
 //! binaries, or an external server. Environment:
 //!
 //! | variable | meaning |
@@ -30,7 +30,7 @@
 //! (`--method debootstrap` for a Debian rootfs instead), `FROM scratch`,
 //! with an entry point that follows the official `postgres` image's
 //! contract; it does nothing when the image exists (`--force` rebuilds).
-//! `pool-testkit/ci.sh` builds it and runs these tests as CI does.
+//! `scripts/setup.sh` builds it; `scripts/test.sh` runs these tests as CI does.
 //!
 //! # Production topologies
 //!
@@ -71,7 +71,10 @@
 //! for cluster nodes, cluster networks and PgBouncer processes and
 //! containers (`tests/cluster.rs` SIGKILLs a process holding both).
 
-mod backend;
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod admin;
 mod cleanup;
 pub mod cluster;
 mod database;
@@ -82,6 +85,7 @@ pub mod pgbouncer;
 mod probe;
 mod proxy;
 mod server;
+mod server_kind;
 mod util;
 
 pub mod assert;
@@ -104,13 +108,14 @@ pub mod __private {
 #[doc = include_str!("test_attr.md")]
 pub use pool_testkit_macros::test;
 
-pub use backend::Backend;
 pub use cluster::{Cluster, ClusterBuilder};
 pub use pgbouncer::{PgBouncer, PgBouncerBuilder, PoolMode};
+pub use server_kind::ServerKind;
 
+pub use admin::PROBE_APP_NAME;
 pub use database::TestDatabase;
 pub use docker::DEFAULT_IMAGE;
 pub use error::{Error, Result};
 pub use probe::BackendInfo;
 pub use proxy::{ProxyMode, TcpProxy};
-pub use server::{PROBE_APP_NAME, TestServer, TestServerBuilder, shared_server, try_shared_server};
+pub use server::{TestServer, TestServerBuilder, shared_server, try_shared_server};

@@ -49,10 +49,11 @@ use sqlx::{ConnectOptions, Connection, Row};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
 
-use crate::backend::Backend;
+use crate::admin;
 use crate::cleanup::{self, Resource};
 use crate::probe::BackendInfo;
-use crate::server::{self, TestServer};
+use crate::server::TestServer;
+use crate::server_kind::ServerKind;
 use crate::util::{self, Owner};
 use crate::{Error, Result, local};
 
@@ -86,13 +87,13 @@ pub struct PgBouncerBuilder {
     default_pool_size: u32,
     max_client_conn: u32,
     settings: Vec<(String, String)>,
-    backend: Backend,
+    backend: ServerKind,
 }
 
 impl Default for PgBouncerBuilder {
     fn default() -> Self {
         Self {
-            backend: Backend::Local,
+            backend: ServerKind::Local,
             pool_mode: PoolMode::Session,
             default_pool_size: 20,
             max_client_conn: 100,
@@ -102,10 +103,10 @@ impl Default for PgBouncerBuilder {
 }
 
 impl PgBouncerBuilder {
-    /// Where PgBouncer runs: [`Backend::Local`] (default, a process) or
-    /// [`Backend::Docker`] (a container of [`DEFAULT_IMAGE`] on the host's
+    /// Where PgBouncer runs: [`ServerKind::Local`] (default, a process) or
+    /// [`ServerKind::Docker`] (a container of [`DEFAULT_IMAGE`] on the host's
     /// network, so it reaches servers on 127.0.0.1 as the process does).
-    pub fn backend(mut self, backend: Backend) -> Self {
+    pub fn backend(mut self, backend: ServerKind) -> Self {
         self.backend = backend;
         self
     }
@@ -144,8 +145,8 @@ impl PgBouncerBuilder {
             )));
         }
         let docker_image = match self.backend {
-            Backend::Local => None,
-            Backend::Docker => {
+            ServerKind::Local => None,
+            ServerKind::Docker => {
                 let image = std::env::var("POOL_TESTKIT_PGBOUNCER_IMAGE")
                     .ok()
                     .filter(|s| !s.trim().is_empty())
@@ -158,7 +159,7 @@ impl PgBouncerBuilder {
                 })?;
                 Some(image)
             }
-            Backend::External => {
+            ServerKind::External => {
                 return Err(Error::Unsupported {
                     operation: "starting PgBouncer",
                     backend: self.backend,
@@ -454,13 +455,13 @@ impl PgBouncer {
     async fn connect_admin(&self) -> Result<PgConnection> {
         let url = format!(
             "postgres://{}:{}@127.0.0.1:{}/pgbouncer",
-            server::USER,
-            server::PASSWORD,
+            admin::USER,
+            admin::PASSWORD,
             self.port
         );
         let opts = PgConnectOptions::from_str(&url)
             .map_err(|e| Error::sql("PgBouncer admin URL", e))?
-            .application_name(server::PROBE_APP_NAME)
+            .application_name(admin::PROBE_APP_NAME)
             .extra_float_digits(None)
             .statement_cache_capacity(0)
             .disable_statement_logging();
@@ -502,8 +503,8 @@ impl PgBouncer {
                     "/etc/pgbouncer/users.txt".to_owned()
                 },
             ),
-            ("admin_users", server::USER.to_owned()),
-            ("stats_users", server::USER.to_owned()),
+            ("admin_users", admin::USER.to_owned()),
+            ("stats_users", admin::USER.to_owned()),
             ("pool_mode", b.pool_mode.as_str().to_owned()),
             ("default_pool_size", b.default_pool_size.to_string()),
             ("max_client_conn", b.max_client_conn.to_string()),
@@ -654,7 +655,7 @@ impl Drop for PgBouncer {
 /// `auth_file`: the kit's superuser; PgBouncer logs into the server with
 /// this password (SCRAM on the Docker backend).
 fn users_file() -> String {
-    format!("\"{}\" \"{}\"\n", server::USER, server::PASSWORD)
+    format!("\"{}\" \"{}\"\n", admin::USER, admin::PASSWORD)
 }
 
 fn write_owned(path: &Path, text: &str) -> Result<()> {

@@ -8,27 +8,21 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection};
 use url::Url;
 
-use crate::backend::{self, Backend};
+use crate::admin::{PASSWORD, USER, connect, sql_state};
 use crate::database::{self, TestDatabase};
 use crate::docker::{self, DockerServer};
 use crate::local::LocalServer;
+use crate::server_kind::{self, ServerKind};
 use crate::util::{self, Owner};
 use crate::{Error, Result};
-
-/// Superuser name and password of servers the testkit starts.
-pub(crate) const USER: &str = "postgres";
-pub(crate) const PASSWORD: &str = "postgres";
-/// `application_name` of the testkit's own probe connections.
-pub const PROBE_APP_NAME: &str = "pool-testkit-probe";
 
 pub(crate) enum Kind {
     Local(Mutex<LocalServer>),
@@ -40,7 +34,7 @@ pub(crate) enum Kind {
 /// database for per-test databases. Stopped and removed on drop.
 pub struct TestServer {
     kind: Kind,
-    backend: Backend,
+    backend: ServerKind,
     admin_url: Url,
     template: String,
     next_db: AtomicU64,
@@ -63,7 +57,7 @@ impl std::fmt::Debug for TestServer {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct TestServerBuilder {
-    backend: Option<Backend>,
+    backend: Option<ServerKind>,
     image: Option<String>,
     external_url: Option<String>,
     settings: Vec<(String, String)>,
@@ -94,8 +88,8 @@ impl Default for TestServerBuilder {
 }
 
 impl TestServerBuilder {
-    /// Backend to use; default: [`Backend::select`] (env, then Docker, then local).
-    pub fn backend(mut self, backend: Backend) -> Self {
+    /// ServerKind to use; default: [`ServerKind::select`] (env, then Docker, then local).
+    pub fn backend(mut self, backend: ServerKind) -> Self {
         self.backend = Some(backend);
         self
     }
@@ -164,25 +158,25 @@ impl TestServerBuilder {
     pub fn start(self) -> Result<TestServer> {
         let backend = match self.backend {
             Some(b) => b,
-            None => Backend::select()?,
+            None => ServerKind::select()?,
         };
         let (kind, admin_url) = match backend {
-            Backend::Local => {
+            ServerKind::Local => {
                 let server = LocalServer::start(&self.settings, USER, PASSWORD)?;
                 let url = server_url(server.port());
                 (Kind::Local(Mutex::new(server)), url)
             }
-            Backend::Docker => {
+            ServerKind::Docker => {
                 let image = self.image.clone().unwrap_or_else(docker::image_from_env);
                 let server = DockerServer::start(&image, &self.settings, USER, PASSWORD)?;
                 let url = server_url(server.port());
                 (Kind::Docker(Box::new(server)), url)
             }
-            Backend::External => {
+            ServerKind::External => {
                 let raw = self
                     .external_url
                     .clone()
-                    .or_else(backend::external_url)
+                    .or_else(server_kind::external_url)
                     .ok_or_else(|| {
                         Error::Config(
                             "the external backend needs POOL_TESTKIT_URL (a superuser URL)".into(),
@@ -203,7 +197,7 @@ impl TestServerBuilder {
         let template_sql = self.template_sql;
         util::block_on_fresh(async {
             server.wait_ready(Duration::from_secs(60)).await?;
-            database::sweep(&server).await;
+            database::sweep(&server.url()).await;
             server.ensure_template(&template_sql).await
         })?;
         Ok(server)
@@ -216,7 +210,7 @@ impl TestServer {
     /// creates the template database; standbys get it by replication.
     pub(crate) fn adopt(
         kind: Kind,
-        backend: Backend,
+        backend: ServerKind,
         port: u16,
         template_sql: Option<&[String]>,
     ) -> Result<TestServer> {
@@ -309,7 +303,7 @@ impl TestServer {
     }
 
     /// Which backend runs this server.
-    pub fn backend(&self) -> Backend {
+    pub fn backend(&self) -> ServerKind {
         self.backend
     }
 
@@ -381,31 +375,7 @@ impl TestServer {
         let owner = Owner::current();
         let n = self.next_db.fetch_add(1, Ordering::Relaxed);
         let name = database::name_for(&owner, n);
-        let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut conn = self.connect_admin().await?;
-            let result = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
-                .execute(&mut conn)
-                .await;
-            let _ = conn.close().await;
-            match result {
-                Ok(_) => break,
-                // "source database is being accessed by other users": someone
-                // (another run on an external server) is still in the template.
-                Err(e)
-                    if sql_state(&e).as_deref() == Some("55006") && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(Error::sql(format!("creating test database {name}"), e)),
-            }
-        }
-        Ok(TestDatabase::new(
-            name.clone(),
-            self.url_for(&name),
-            self.url(),
-        ))
+        TestDatabase::create(&self.url(), template, &name, self.url_for(&name)).await
     }
 
     /// A probe connection to the `postgres` database as superuser
@@ -560,27 +530,5 @@ impl TestServer {
         }
         let _ = admin.close().await;
         Ok(())
-    }
-}
-
-/// Connects to `url` as the testkit's probe, bounded by 10 s.
-pub(crate) async fn connect(url: &str) -> Result<PgConnection> {
-    let opts = PgConnectOptions::from_str(url)
-        .map_err(|e| Error::sql("parsing the server URL", e))?
-        .application_name(PROBE_APP_NAME)
-        .disable_statement_logging();
-    match tokio::time::timeout(Duration::from_secs(10), opts.connect()).await {
-        Ok(r) => r.map_err(|e| Error::sql("connecting to the test server", e)),
-        Err(_) => Err(Error::Timeout(
-            "connecting to the test server took over 10 s".into(),
-        )),
-    }
-}
-
-/// The SQLSTATE of a database error.
-pub(crate) fn sql_state(e: &sqlx::Error) -> Option<String> {
-    match e {
-        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
-        _ => None,
     }
 }

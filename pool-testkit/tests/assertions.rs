@@ -88,7 +88,7 @@ async fn pids_gone_waits_for_disconnects(server: &'static TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[should_panic(expected = "expected:      1 connection(s)")]
 async fn panicking_variant_panics_with_the_message() {
-    let Some(server) = common::shared(pool_testkit::Backend::Local) else {
+    let Some(server) = common::shared(pool_testkit::ServerKind::Local) else {
         panic!("expected:      1 connection(s) (local backend unavailable; nothing to test)");
     };
     pa::eventually_connections(

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pool_testkit::{Backend, TestServer};
+use pool_testkit::{ServerKind, TestServer};
 
 /// Runs in the child: starts a server, prints where it lives, then dies
 /// the way `POOL_TESTKIT_CHILD_MODE` says.
@@ -21,7 +21,7 @@ fn child_helper() {
     let Ok(mode) = std::env::var("POOL_TESTKIT_CHILD_MODE") else {
         return;
     };
-    let backend: Backend = std::env::var("POOL_TESTKIT_CHILD_BACKEND")
+    let backend: ServerKind = std::env::var("POOL_TESTKIT_CHILD_BACKEND")
         .unwrap()
         .parse()
         .unwrap();
@@ -61,7 +61,7 @@ struct Leftover {
     container: Option<String>,
 }
 
-fn run_child(backend: Backend, mode: &str, watchdog: bool) -> Leftover {
+fn run_child(backend: ServerKind, mode: &str, watchdog: bool) -> Leftover {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "child_helper",
@@ -138,7 +138,7 @@ fn assert_cleaned(left: &Leftover) {
     }
 }
 
-fn watchdog_cleans_after(backend: Backend, mode: &str) {
+fn watchdog_cleans_after(backend: ServerKind, mode: &str) {
     if !common::available(backend) {
         return;
     }
@@ -148,25 +148,25 @@ fn watchdog_cleans_after(backend: Backend, mode: &str) {
 
 #[test]
 fn sigkilled_run_leaves_nothing_local() {
-    watchdog_cleans_after(Backend::Local, "kill");
+    watchdog_cleans_after(ServerKind::Local, "kill");
 }
 
 #[test]
 fn panicked_run_leaves_nothing_local() {
-    watchdog_cleans_after(Backend::Local, "panic");
+    watchdog_cleans_after(ServerKind::Local, "panic");
 }
 
 #[test]
 fn sigkilled_run_leaves_nothing_docker() {
-    watchdog_cleans_after(Backend::Docker, "kill");
+    watchdog_cleans_after(ServerKind::Docker, "kill");
 }
 
 #[test]
 fn panicked_run_leaves_nothing_docker() {
-    watchdog_cleans_after(Backend::Docker, "panic");
+    watchdog_cleans_after(ServerKind::Docker, "panic");
 }
 
-fn next_run_sweeps(backend: Backend) {
+fn next_run_sweeps(backend: ServerKind) {
     if !common::available(backend) {
         return;
     }
@@ -185,10 +185,10 @@ fn next_run_sweeps(backend: Backend) {
 
 #[test]
 fn next_run_sweeps_leftovers_local() {
-    next_run_sweeps(Backend::Local);
+    next_run_sweeps(ServerKind::Local);
 }
 
 #[test]
 fn next_run_sweeps_leftovers_docker() {
-    next_run_sweeps(Backend::Docker);
+    next_run_sweeps(ServerKind::Docker);
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use pool_testkit::cluster::Role;
-use pool_testkit::{Backend, Cluster};
+use pool_testkit::{Cluster, ServerKind};
 use sqlx::{Connection, PgConnection};
 
 use common::{app_name, connect_as};
@@ -16,25 +16,25 @@ const WITHIN: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local() {
-    if common::available(Backend::Local) {
-        life_cycle(Backend::Local).await;
+    if common::available(ServerKind::Local) {
+        life_cycle(ServerKind::Local).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker() {
-    if common::available(Backend::Docker) {
-        life_cycle(Backend::Docker).await;
+    if common::available(ServerKind::Docker) {
+        life_cycle(ServerKind::Docker).await;
     }
 }
 
 #[test]
 fn bad_node_indexes_and_roles_are_refused_with_the_reason() {
-    if !common::available(Backend::Local) {
+    if !common::available(ServerKind::Local) {
         return;
     }
     let cluster = Cluster::builder()
-        .backend(Backend::Local)
+        .backend(ServerKind::Local)
         .standbys(0)
         .start()
         .unwrap();
@@ -49,7 +49,7 @@ fn bad_node_indexes_and_roles_are_refused_with_the_reason() {
         "{err}"
     );
     let err = Cluster::builder()
-        .backend(Backend::External)
+        .backend(ServerKind::External)
         .start()
         .unwrap_err()
         .to_string();
@@ -85,7 +85,7 @@ async fn try_connect(url: &str, within: Duration) -> Option<PgConnection> {
         .and_then(Result::ok)
 }
 
-async fn life_cycle(backend: Backend) {
+async fn life_cycle(backend: ServerKind) {
     let started = Instant::now();
     let cluster = Cluster::builder()
         .backend(backend)
@@ -207,7 +207,7 @@ fn leak_child() {
     let Ok(backend) = std::env::var("POOL_TESTKIT_LEAK_CHILD") else {
         return;
     };
-    let backend: Backend = backend.parse().unwrap();
+    let backend: ServerKind = backend.parse().unwrap();
     let cluster = Cluster::builder()
         .backend(backend)
         .standbys(1)
@@ -236,7 +236,7 @@ fn leak_child() {
     std::thread::sleep(Duration::from_secs(60));
 }
 
-fn sigkill_leaves_nothing(backend: Backend) {
+fn sigkill_leaves_nothing(backend: ServerKind) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["leak_child", "--exact", "--ignored", "--nocapture"])
         .env("POOL_TESTKIT_LEAK_CHILD", backend.to_string())
@@ -305,14 +305,14 @@ fn sigkill_leaves_nothing(backend: Backend) {
 
 #[test]
 fn sigkill_leaves_nothing_local() {
-    if common::available(Backend::Local) {
-        sigkill_leaves_nothing(Backend::Local);
+    if common::available(ServerKind::Local) {
+        sigkill_leaves_nothing(ServerKind::Local);
     }
 }
 
 #[test]
 fn sigkill_leaves_nothing_docker() {
-    if common::available(Backend::Docker) {
-        sigkill_leaves_nothing(Backend::Docker);
+    if common::available(ServerKind::Docker) {
+        sigkill_leaves_nothing(ServerKind::Docker);
     }
 }

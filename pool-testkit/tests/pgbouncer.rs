@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use pool_testkit::{Backend, PgBouncer, PoolMode, TestServer};
+use pool_testkit::{PgBouncer, PoolMode, ServerKind, TestServer};
 use sqlx::{Connection, PgConnection};
 
 use common::connect_as;
@@ -23,7 +23,7 @@ both_backends! {
 /// POOL_TESTKIT_REQUIRE_DOCKER=1.
 fn bouncer_for(server: &TestServer) -> Option<pool_testkit::PgBouncerBuilder> {
     let builder = PgBouncer::builder().backend(server.backend());
-    if server.backend() == Backend::Docker {
+    if server.backend() == ServerKind::Docker {
         let image = pool_testkit::pgbouncer::DEFAULT_IMAGE;
         let present = std::process::Command::new("docker")
             .args(["image", "inspect", image])
@@ -127,7 +127,7 @@ async fn transaction_mode_caps_server_connections(server: &TestServer) {
     assert_eq!(pool.pool_mode, "transaction");
     assert_eq!(
         bouncer.container_id().is_some(),
-        server.backend() == Backend::Docker,
+        server.backend() == ServerKind::Docker,
         "PgBouncer runs like the server it fronts"
     );
     assert_eq!(pool.cl_active as usize, CLIENTS, "{pool:?}");
@@ -196,7 +196,7 @@ fn bad_settings_are_refused_before_starting() {
 
 #[test]
 fn a_dead_upstream_is_reported_by_the_client_not_hidden() {
-    if !common::available(Backend::Local) {
+    if !common::available(ServerKind::Local) {
         return;
     }
     // Nothing listens on the upstream: PgBouncer starts (it connects
@@ -232,7 +232,7 @@ fn a_dead_upstream_is_reported_by_the_client_not_hidden() {
 /// client) collide on a shared server connection; unnamed ones work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_mode_1_18_breaks_named_prepared_statements() {
-    let Some(server) = common::shared(Backend::Local) else {
+    let Some(server) = common::shared(ServerKind::Local) else {
         return;
     };
     let db = server.create_database().await.unwrap();

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use pool_testkit::{Backend, TestServer};
+use pool_testkit::{ServerKind, TestServer};
 use sqlx::{Connection, Executor};
 
 both_backends! {
@@ -112,7 +112,7 @@ async fn log_tail_shows_connections(server: &TestServer) {
 }
 
 /// Custom servers: settings, template SQL, restart, stop/start.
-async fn custom_server(backend: Backend) {
+async fn custom_server(backend: ServerKind) {
     if !common::available(backend) {
         return;
     }
@@ -174,12 +174,12 @@ async fn custom_server(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_server_local() {
-    custom_server(Backend::Local).await;
+    custom_server(ServerKind::Local).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_server_docker() {
-    custom_server(Backend::Docker).await;
+    custom_server(ServerKind::Docker).await;
 }
 
 /// The shared server serves one runtime after another (each
@@ -205,16 +205,16 @@ fn shared_server_outlives_runtimes() {
 
 #[test]
 fn external_backend_uses_the_given_url() {
-    if !common::available(Backend::Local) {
+    if !common::available(ServerKind::Local) {
         return;
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let real = TestServer::builder()
-        .backend(Backend::Local)
+        .backend(ServerKind::Local)
         .start()
         .unwrap();
     let external = TestServer::builder()
-        .backend(Backend::External)
+        .backend(ServerKind::External)
         .external_url(real.url())
         .start()
         .unwrap();
@@ -239,10 +239,13 @@ fn external_backend_uses_the_given_url() {
 
 #[test]
 fn backend_names_parse() {
-    assert_eq!("docker".parse::<Backend>().unwrap(), Backend::Docker);
-    assert_eq!("Local".parse::<Backend>().unwrap(), Backend::Local);
-    assert_eq!("external".parse::<Backend>().unwrap(), Backend::External);
-    let err = "podman".parse::<Backend>().unwrap_err().to_string();
+    assert_eq!("docker".parse::<ServerKind>().unwrap(), ServerKind::Docker);
+    assert_eq!("Local".parse::<ServerKind>().unwrap(), ServerKind::Local);
+    assert_eq!(
+        "external".parse::<ServerKind>().unwrap(),
+        ServerKind::External
+    );
+    let err = "podman".parse::<ServerKind>().unwrap_err().to_string();
     assert!(
         err.contains("expected docker, local, external or auto"),
         "{err}"

@@ -69,7 +69,7 @@ fn profile((kind, work, ops): (Kind, Work, u64)) -> Result<(), BoxError> {
 }
 
 fn start_server() -> Result<pool_testkit::TestServer, BoxError> {
-    let backend = pool_testkit::Backend::from_env()?.unwrap_or(pool_testkit::Backend::Local);
+    let backend = pool_testkit::ServerKind::from_env()?.unwrap_or(pool_testkit::ServerKind::Local);
     // Connection logging off: connect-per-query would mostly measure the log.
     Ok(pool_testkit::TestServer::builder()
         .backend(backend)

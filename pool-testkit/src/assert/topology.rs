@@ -79,7 +79,7 @@ pub async fn try_write_visible_on_standbys(
         )
     };
     let write = async {
-        let mut conn = crate::server::connect(&cluster.node(primary).url_for(db)).await?;
+        let mut conn = crate::admin::connect(&cluster.node(primary).url_for(db)).await?;
         sqlx::raw_sql(AssertSqlSafe(format!(
             "CREATE TABLE IF NOT EXISTS pool_testkit_marker (token text);
              INSERT INTO pool_testkit_marker VALUES ('{token}')"
@@ -95,7 +95,7 @@ pub async fn try_write_visible_on_standbys(
         .map_err(|e| failure(primary, format!("write or catch-up failed: {e}")))?;
     for node in cluster.topology().streaming() {
         let read = async {
-            let mut conn = crate::server::connect(&cluster.node(node).url_for(db)).await?;
+            let mut conn = crate::admin::connect(&cluster.node(node).url_for(db)).await?;
             let n: Result<i64, _> =
                 sqlx::query_scalar("SELECT count(*) FROM pool_testkit_marker WHERE token = $1")
                     .bind(&token)

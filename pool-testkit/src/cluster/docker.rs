@@ -16,10 +16,11 @@ use testcontainers::bollard::query_parameters::KillContainerOptionsBuilder;
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::{GenericImage, ImageExt};
 
-use crate::backend::Backend;
+use crate::admin;
 use crate::cleanup::{self, Resource};
 use crate::docker::{DockerServer, OWNER_LABEL, setting_args, split_image};
-use crate::server::{self, Kind, TestServer};
+use crate::server::{Kind, TestServer};
+use crate::server_kind::ServerKind;
 use crate::util::{self, Owner};
 use crate::{Error, Result};
 
@@ -110,8 +111,8 @@ impl Network {
                 .with_mapped_port(port, 5432.tcp())
                 .with_network(self.name.clone())
                 .with_container_name(name.clone())
-                .with_env_var("POSTGRES_USER", server::USER)
-                .with_env_var("POSTGRES_PASSWORD", server::PASSWORD)
+                .with_env_var("POSTGRES_USER", admin::USER)
+                .with_env_var("POSTGRES_PASSWORD", admin::PASSWORD)
                 .with_env_var("POSTGRES_DB", "postgres")
                 .with_label(OWNER_LABEL, Owner::current().encode())
                 .with_cmd(cmd.clone())
@@ -144,7 +145,7 @@ impl Network {
         let port = server.port();
         let server = TestServer::adopt(
             Kind::Docker(Box::new(server)),
-            Backend::Docker,
+            ServerKind::Docker,
             port,
             template_sql,
         )?;
@@ -180,8 +181,8 @@ impl Network {
             marker.path(),
             format!(
                 "host={source} port=5432 user={} password={} dbname=postgres\n{slot}\n",
-                server::USER,
-                server::PASSWORD
+                admin::USER,
+                admin::PASSWORD
             ),
         )
         .map_err(|e| Error::io("writing the rewind marker", e))?;

@@ -5,20 +5,21 @@
 use std::sync::Mutex;
 
 use crate::Result;
-use crate::backend::Backend;
+use crate::admin;
 use crate::local::LocalServer;
-use crate::server::{self, Kind, TestServer};
+use crate::server::{Kind, TestServer};
+use crate::server_kind::ServerKind;
 
 /// initdb + start, and the template database.
 pub(super) fn start_primary(
     settings: &[(String, String)],
     template_sql: &[String],
 ) -> Result<TestServer> {
-    let server = LocalServer::start(settings, server::USER, server::PASSWORD)?;
+    let server = LocalServer::start(settings, admin::USER, admin::PASSWORD)?;
     let port = server.port();
     TestServer::adopt(
         Kind::Local(Mutex::new(server)),
-        Backend::Local,
+        ServerKind::Local,
         port,
         Some(template_sql),
     )
@@ -31,7 +32,12 @@ pub(super) fn start_standby(
     slot: &str,
     settings: &[(String, String)],
 ) -> Result<TestServer> {
-    let server = LocalServer::start_standby(upstream_port, server::USER, slot, settings)?;
+    let server = LocalServer::start_standby(upstream_port, admin::USER, slot, settings)?;
     let port = server.port();
-    TestServer::adopt(Kind::Local(Mutex::new(server)), Backend::Local, port, None)
+    TestServer::adopt(
+        Kind::Local(Mutex::new(server)),
+        ServerKind::Local,
+        port,
+        None,
+    )
 }

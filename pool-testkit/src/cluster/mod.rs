@@ -54,10 +54,11 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
-use crate::backend::Backend;
+use crate::admin;
 use crate::database::TestDatabase;
 use crate::proxy::{ProxyMode, TcpProxy};
-use crate::server::{self, TestServer};
+use crate::server::TestServer;
+use crate::server_kind::ServerKind;
 use crate::{Error, Result};
 
 pub use state::{NodeState, Refused, Role, Topology};
@@ -66,7 +67,7 @@ pub use state::{NodeState, Refused, Role, Topology};
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ClusterBuilder {
-    backend: Option<Backend>,
+    backend: Option<ServerKind>,
     standbys: usize,
     image: Option<String>,
     settings: Vec<(String, String)>,
@@ -105,9 +106,9 @@ impl Default for ClusterBuilder {
 }
 
 impl ClusterBuilder {
-    /// Backend: [`Backend::Local`] or [`Backend::Docker`]; default
-    /// [`Backend::select`] (an external server cannot be a cluster).
-    pub fn backend(mut self, backend: Backend) -> Self {
+    /// ServerKind: [`ServerKind::Local`] or [`ServerKind::Docker`]; default
+    /// [`ServerKind::select`] (an external server cannot be a cluster).
+    pub fn backend(mut self, backend: ServerKind) -> Self {
         self.backend = Some(backend);
         self
     }
@@ -142,7 +143,7 @@ impl ClusterBuilder {
     pub fn start(self) -> Result<Cluster> {
         let backend = match self.backend {
             Some(b) => b,
-            None => Backend::select()?,
+            None => ServerKind::select()?,
         };
         if self.standbys > 16 {
             return Err(Error::Config(format!(
@@ -158,15 +159,15 @@ impl ClusterBuilder {
             .build()
             .map_err(|e| Error::io("starting the cluster's proxy runtime", e))?;
         let engine = match backend {
-            Backend::Local => Engine::Local,
-            Backend::Docker => {
+            ServerKind::Local => Engine::Local,
+            ServerKind::Docker => {
                 let image = self
                     .image
                     .clone()
                     .unwrap_or_else(crate::docker::image_from_env);
                 Engine::Docker(docker::Network::create(image)?)
             }
-            Backend::External => {
+            ServerKind::External => {
                 return Err(Error::Unsupported {
                     operation: "starting a cluster",
                     backend,
@@ -214,7 +215,7 @@ struct Node {
 /// Everything is stopped and removed on drop (and by the watchdog if the
 /// test process dies).
 pub struct Cluster {
-    backend: Backend,
+    backend: ServerKind,
     nodes: Vec<Node>,
     topology: Mutex<Topology>,
     settings: Vec<(String, String)>,
@@ -276,7 +277,7 @@ impl Cluster {
     }
 
     /// Which backend runs the nodes.
-    pub fn backend(&self) -> Backend {
+    pub fn backend(&self) -> ServerKind {
         self.backend
     }
 
@@ -349,8 +350,8 @@ impl Cluster {
             .collect();
         format!(
             "postgres://{}:{}@{}/{db}",
-            server::USER,
-            server::PASSWORD,
+            admin::USER,
+            admin::PASSWORD,
             hosts.join(",")
         )
     }
@@ -489,7 +490,7 @@ impl Cluster {
                 let link = self.start_proxy(self.nodes[primary].proxy.addr())?;
                 let port = link.addr().port();
                 node.server
-                    .with_local(|s| s.rewind(port, server::USER, &slot_name, &self.settings))
+                    .with_local(|s| s.rewind(port, admin::USER, &slot_name, &self.settings))
                     .unwrap_or(Ok(()))?;
                 let mut slot_link = node.link.lock().unwrap_or_else(|e| e.into_inner());
                 if slot_link
@@ -678,7 +679,7 @@ fn server_log(server: &TestServer, n: usize) -> String {
     let lines: Vec<&str> = tail
         .lines()
         .filter(|l| {
-            !l.contains(server::PROBE_APP_NAME)
+            !l.contains(admin::PROBE_APP_NAME)
                 && !l.contains("connection received:")
                 && !l.contains("[unknown]@")
         })

@@ -6,17 +6,17 @@
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-use pool_testkit::{Backend, TestServer};
+use pool_testkit::{ServerKind, TestServer};
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 /// Whether `backend` can run here; prints a SKIP line when it can't.
-pub fn available(backend: Backend) -> bool {
+pub fn available(backend: ServerKind) -> bool {
     match backend.availability() {
         Ok(()) => true,
         Err(why) => {
             let required = std::env::var("POOL_TESTKIT_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
-            if backend == Backend::Docker && required {
+            if backend == ServerKind::Docker && required {
                 panic!(
                     "POOL_TESTKIT_REQUIRE_DOCKER=1 but the docker backend is unavailable: {why}"
                 );
@@ -29,14 +29,14 @@ pub fn available(backend: Backend) -> bool {
 
 /// A server of `backend` shared by the tests of this process that don't
 /// stop or restart it.
-pub fn shared(backend: Backend) -> Option<&'static TestServer> {
+pub fn shared(backend: ServerKind) -> Option<&'static TestServer> {
     static LOCAL: OnceLock<TestServer> = OnceLock::new();
     static DOCKER: OnceLock<TestServer> = OnceLock::new();
     if !available(backend) {
         return None;
     }
     let cell = match backend {
-        Backend::Docker => &DOCKER,
+        ServerKind::Docker => &DOCKER,
         _ => &LOCAL,
     };
     Some(cell.get_or_init(|| {
@@ -71,13 +71,13 @@ macro_rules! both_backends {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn local() {
-                if let Some(server) = $crate::common::shared(pool_testkit::Backend::Local) {
+                if let Some(server) = $crate::common::shared(pool_testkit::ServerKind::Local) {
                     super::$name(server).await;
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn docker() {
-                if let Some(server) = $crate::common::shared(pool_testkit::Backend::Docker) {
+                if let Some(server) = $crate::common::shared(pool_testkit::ServerKind::Docker) {
                     super::$name(server).await;
                 }
             }

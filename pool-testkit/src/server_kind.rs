@@ -12,7 +12,7 @@ use crate::{Error, Result, docker, local};
 
 /// Where a test server comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Backend {
+pub enum ServerKind {
     /// A container through testcontainers (`POOL_TESTKIT_IMAGE`).
     Docker,
     /// The machine's PostgreSQL binaries (initdb + pg_ctl in a temp dir).
@@ -22,7 +22,7 @@ pub enum Backend {
     External,
 }
 
-impl fmt::Display for Backend {
+impl fmt::Display for ServerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Docker => "docker",
@@ -32,7 +32,7 @@ impl fmt::Display for Backend {
     }
 }
 
-impl FromStr for Backend {
+impl FromStr for ServerKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -46,7 +46,7 @@ impl FromStr for Backend {
     }
 }
 
-impl Backend {
+impl ServerKind {
     /// The backend asked for by the environment, if any
     /// (`POOL_TESTKIT_BACKEND`, or external when `POOL_TESTKIT_URL` is set).
     pub fn from_env() -> Result<Option<Self>> {

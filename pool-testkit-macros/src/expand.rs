@@ -50,6 +50,8 @@ pub fn expand(opts: &Options, plan: &Plan, env: &[(String, String)], item: &Item
         .map(|ty| quote!(<#ty as #p::TestArg<'_>>::provide(&__ctx).await));
 
     let arg_types = &plan.args;
+    let cluster = &plan.topology.cluster;
+    let pgbouncer = &plan.topology.pgbouncer;
     quote! {
         // Outside the `#[test]` fn, so that an unsupported argument type is
         // an error in every build, not only under `cargo test`.
@@ -83,6 +85,8 @@ pub fn expand(opts: &Options, plan: &Plan, env: &[(String, String)], item: &Item
                 config: #config,
                 env: &[#(#env),*],
                 profile: #profile,
+                cluster: #cluster,
+                pgbouncer: #pgbouncer,
             };
 
             #p::runtime(#multi, #workers).block_on(async {

@@ -10,6 +10,7 @@
 mod expand;
 mod parse;
 mod suggest;
+mod topology;
 mod validate;
 
 use proc_macro::TokenStream;

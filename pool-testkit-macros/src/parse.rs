@@ -74,6 +74,10 @@ pub struct Options {
     pub flavor: Option<Spanned<String>>,
     pub worker_threads: Option<Spanned<usize>>,
     pub sqlite: Option<Span>,
+    /// `cluster(...)`: its span and `key = value` pairs.
+    pub cluster: Option<(Span, Vec<PoolArg>)>,
+    /// `pgbouncer(...)`: its span and `key = value` pairs.
+    pub pgbouncer: Option<(Span, Vec<PoolArg>)>,
     pub krate: Option<Path>,
 }
 
@@ -89,6 +93,8 @@ pub const KEYS: &[&str] = &[
     "flavor",
     "worker_threads",
     "sqlite",
+    "cluster",
+    "pgbouncer",
     "crate",
 ];
 
@@ -152,7 +158,19 @@ fn key(meta: &ParseNestedMeta, out: &mut Options, errors: &mut Errors) -> syn::R
             let s = string(meta)?;
             set_once(&mut out.fixtures_dir, s, span, "fixtures_dir", errors);
         }
-        "pool" => meta.parse_nested_meta(|inner| pool_key(&inner, out))?,
+        "pool" => meta.parse_nested_meta(|inner| key_value(&inner, &mut out.pool))?,
+        "cluster" | "pgbouncer" => {
+            let mut pairs = Vec::new();
+            if meta.input.peek(syn::token::Paren) {
+                meta.parse_nested_meta(|inner| key_value(&inner, &mut pairs))?;
+            }
+            let slot = if key == "cluster" {
+                &mut out.cluster
+            } else {
+                &mut out.pgbouncer
+            };
+            set_once(slot, (span, pairs), span, &key, errors);
+        }
         "config" => {
             let path: Path = meta.value()?.parse()?;
             if out.config.replace(path).is_some() {
@@ -226,7 +244,8 @@ fn key(meta: &ParseNestedMeta, out: &mut Options, errors: &mut Errors) -> syn::R
     Ok(())
 }
 
-fn pool_key(meta: &ParseNestedMeta, out: &mut Options) -> syn::Result<()> {
+/// One `key = literal` inside `pool(...)`, `cluster(...)` or `pgbouncer(...)`.
+fn key_value(meta: &ParseNestedMeta, out: &mut Vec<PoolArg>) -> syn::Result<()> {
     let key = path_key(&meta.path);
     let lit: syn::Lit = meta.value()?.parse()?;
     let value = match &lit {
@@ -240,7 +259,7 @@ fn pool_key(meta: &ParseNestedMeta, out: &mut Options) -> syn::Result<()> {
             ));
         }
     };
-    out.pool.push(PoolArg {
+    out.push(PoolArg {
         key,
         key_span: meta.path.span(),
         value,

@@ -26,6 +26,8 @@ pub struct Plan {
     pub worker_threads: Option<usize>,
     /// The argument types, in order.
     pub args: Vec<Type>,
+    /// `cluster(...)` and `pgbouncer(...)`, explicit or implied by arguments.
+    pub topology: crate::topology::Topology,
 }
 
 #[derive(Clone, Copy)]
@@ -116,8 +118,10 @@ pub fn validate(opts: &Options, item: &ItemFn, errors: &mut Errors) -> Plan {
             FnArg::Typed(t) => Some((*t.ty).clone()),
             FnArg::Receiver(_) => None,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let topology = crate::topology::topology(opts, &args, errors);
     Plan {
+        topology,
         migrations,
         fixtures,
         pool,

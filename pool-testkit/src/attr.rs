@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use pool_runtime::config::{EnvSource, PoolConfig};
@@ -20,8 +19,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Postgres, Sqlite};
 
 use crate::fixtures::unique_app_name;
-use crate::{TestDatabase, TestServer, try_shared_server};
+use crate::{Cluster, PgBouncer, ServerKind, TestDatabase, TestServer, try_shared_server};
 
+pub use crate::PoolMode;
 pub use pool_runtime::{PoolClass, ResetOnReturn};
 
 /// One fixture file, included at compile time (edits rebuild the test).
@@ -56,6 +56,30 @@ pub struct TestSpec {
     pub env: &'static [(&'static str, &'static str)],
     /// `profile = "..."` for `config` (default `test`).
     pub profile: Option<&'static str>,
+    /// `cluster(...)`, or a `&Cluster` argument: the test's own primary
+    /// and standbys instead of the shared server.
+    pub cluster: Option<ClusterSpec>,
+    /// `pgbouncer(...)`, or a `&PgBouncer` argument: the pool connects
+    /// through a PgBouncer in front of the test's server.
+    pub pgbouncer: Option<BouncerSpec>,
+}
+
+/// `cluster(standbys = N)`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterSpec {
+    /// Streaming standbys beside the primary (default 1).
+    pub standbys: usize,
+}
+
+/// `pgbouncer(mode = "transaction", pool_size = N, max_client_conn = N)`.
+#[derive(Clone, Copy, Debug)]
+pub struct BouncerSpec {
+    /// `pool_mode` (default session).
+    pub mode: PoolMode,
+    /// `default_pool_size`, when given.
+    pub pool_size: Option<u32>,
+    /// `max_client_conn`, when given.
+    pub max_client_conn: Option<u32>,
 }
 
 impl TestSpec {
@@ -121,7 +145,10 @@ pub(crate) fn load_config_from<C: PoolConfig>(
 }
 
 enum Target {
-    Postgres(&'static TestServer),
+    /// The shared server of the test binary.
+    Shared(&'static TestServer),
+    /// The test's own cluster; its primary plays the server.
+    Cluster(Box<Cluster>),
     Sqlite(SqliteFile),
 }
 
@@ -152,12 +179,19 @@ impl Drop for SqliteFile {
 }
 
 /// One test's database and settings; the arguments are taken from it.
+///
+/// Fields drop in order: PgBouncer, then the database, then the server or
+/// cluster it lives on.
 pub struct TestContext {
     spec: &'static TestSpec,
-    target: Target,
     settings: PoolSettings,
+    bouncer: Option<PgBouncer>,
+    /// Until an argument takes it by value.
     database: Mutex<Option<TestDatabase>>,
+    /// Where it moves when an argument takes it by reference.
+    database_ref: OnceLock<TestDatabase>,
     setup_time: Duration,
+    target: Target,
 }
 
 impl std::fmt::Debug for TestContext {
@@ -202,9 +236,9 @@ impl TestContext {
 
     fn keep(&mut self, why: &str) {
         match &mut self.target {
-            Target::Postgres(_) => {
+            Target::Shared(_) | Target::Cluster(_) => {
                 let mut db = self.database.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(db) = db.as_mut() {
+                if let Some(db) = db.as_mut().or(self.database_ref.get_mut()) {
                     db.keep(why);
                 }
             }
@@ -212,9 +246,23 @@ impl TestContext {
         }
     }
 
-    fn server(&self, wanted: &str) -> &'static TestServer {
-        match self.target {
-            Target::Postgres(server) => server,
+    fn take_database(&self, how: &str) -> TestDatabase {
+        self.database
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| {
+                panic!(
+                    "pool-testkit: test {} takes the database twice ({how} after another): take `TestDatabase` or `&TestDatabase` once",
+                    self.spec.name
+                )
+            })
+    }
+
+    fn server(&self, wanted: &str) -> &TestServer {
+        match &self.target {
+            Target::Shared(server) => server,
+            Target::Cluster(cluster) => cluster.node(cluster.primary()),
             Target::Sqlite(_) => panic!(
                 "pool-testkit: test {} is a `sqlite` test: it has no {wanted}; take `Pool<Sqlite>` or `PoolSettings`",
                 self.spec.name
@@ -224,7 +272,15 @@ impl TestContext {
 }
 
 async fn setup_postgres(spec: &'static TestSpec) -> Result<TestContext, String> {
-    let server = try_shared_server().map_err(|e| e.to_string())?;
+    let target = match spec.cluster {
+        Some(c) => Target::Cluster(Box::new(start_cluster(c).await?)),
+        None => Target::Shared(try_shared_server().map_err(|e| e.to_string())?),
+    };
+    let server = match &target {
+        Target::Shared(server) => server,
+        Target::Cluster(cluster) => cluster.node(cluster.primary()),
+        Target::Sqlite(_) => unreachable!("a PostgreSQL target"),
+    };
     let migrator = load_migrator(spec).await?;
     let db = if migrator.is_none() && spec.fixtures.is_empty() {
         server.create_database().await
@@ -233,14 +289,58 @@ async fn setup_postgres(spec: &'static TestSpec) -> Result<TestContext, String> 
         server.create_database_from(&template).await
     }
     .map_err(|e| e.to_string())?;
-    let settings = settings_for(spec, &db.url())?;
+    let mut url = match &target {
+        // Through the node's proxy, so that `partition` cuts the pool off.
+        Target::Cluster(cluster) => cluster.url_for(cluster.primary(), db.name()),
+        _ => db.url(),
+    };
+    let bouncer = match spec.pgbouncer {
+        Some(b) => {
+            let bouncer = start_bouncer(b, server.addr()).await?;
+            url = bouncer.url_for(&url);
+            Some(bouncer)
+        }
+        None => None,
+    };
+    let settings = settings_for(spec, &url)?;
     Ok(TestContext {
         spec,
-        target: Target::Postgres(server),
+        target,
         settings,
         database: Mutex::new(Some(db)),
+        database_ref: OnceLock::new(),
+        bouncer,
         setup_time: Duration::ZERO,
     })
+}
+
+/// Starts the test's cluster (blocking work, off the test's runtime).
+async fn start_cluster(spec: ClusterSpec) -> Result<Cluster, String> {
+    let builder = Cluster::builder().standbys(spec.standbys);
+    tokio::task::spawn_blocking(move || builder.start())
+        .await
+        .map_err(|e| format!("starting the test's cluster: {e}"))?
+        .map_err(|e| format!("starting the test's cluster: {e}"))
+}
+
+/// Starts PgBouncer (a local process) in front of `upstream`.
+async fn start_bouncer(
+    spec: BouncerSpec,
+    upstream: std::net::SocketAddr,
+) -> Result<PgBouncer, String> {
+    let mut builder = PgBouncer::builder()
+        .backend(ServerKind::Local)
+        .pool_mode(spec.mode);
+    if let Some(n) = spec.pool_size {
+        builder = builder.default_pool_size(n);
+    }
+    if let Some(n) = spec.max_client_conn {
+        builder = builder.max_client_conn(n);
+    }
+    tokio::task::spawn_blocking(move || builder.start(upstream))
+        .await
+        .map_err(|e| format!("starting the test's PgBouncer: {e}"))?
+        .map_err(|e| format!("starting the test's PgBouncer: {e}"))
 }
 
 async fn setup_sqlite(spec: &'static TestSpec) -> Result<TestContext, String> {
@@ -255,29 +355,69 @@ async fn setup_sqlite(spec: &'static TestSpec) -> Result<TestContext, String> {
         path,
     };
     let migrator = load_migrator(spec).await?;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
-        .map(|o| o.create_if_missing(true))
-        .map_err(|e| format!("SQLite URL {url}: {e}"))?
-        .connect()
-        .await
-        .map_err(|e| format!("creating the SQLite database: {e}"))?;
-    if let Some(m) = &migrator {
-        m.run(&mut conn)
-            .await
-            .map_err(|e| format!("running the migrations: {e}"))?;
+    if migrator.is_some() || !spec.fixtures.is_empty() {
+        let template = sqlite_template(spec, migrator.as_ref()).await?;
+        std::fs::copy(&template, &file.path)
+            .map_err(|e| format!("copying the SQLite template {}: {e}", template.display()))?;
+    } else {
+        let conn = sqlite_create(&file.path).await?;
+        let _ = conn.close().await;
     }
-    for fixture in spec.fixtures {
-        apply_fixture(&mut conn, fixture).await?;
-    }
-    let _ = conn.close().await;
     let settings = settings_for(spec, &url)?;
     Ok(TestContext {
         spec,
         target: Target::Sqlite(file),
         settings,
         database: Mutex::new(None),
+        database_ref: OnceLock::new(),
+        bouncer: None,
         setup_time: Duration::ZERO,
     })
+}
+
+async fn sqlite_create(path: &Path) -> Result<sqlx::SqliteConnection, String> {
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .map_err(|e| format!("creating the SQLite database {}: {e}", path.display()))
+}
+
+/// The SQLite template for a migration and fixture set: a file in the
+/// temporary directory named by the hash of their contents, made once
+/// (by whichever test process gets there first: it is written under a
+/// private name and renamed into place) and copied for each test.
+async fn sqlite_template(spec: &TestSpec, migrator: Option<&Migrator>) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join("pool-testkit-sqlite-templates");
+    let path = dir.join(format!("{}.db", template_name(migrator, spec.fixtures)));
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let partial = path.with_extension(format!("{}.partial", std::process::id()));
+    let _ = std::fs::remove_file(&partial);
+    let mut conn = sqlite_create(&partial).await?;
+    let result = async {
+        if let Some(m) = migrator {
+            m.run(&mut conn)
+                .await
+                .map_err(|e| format!("running the migrations: {e}"))?;
+        }
+        for fixture in spec.fixtures {
+            apply_fixture(&mut conn, fixture).await?;
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    let _ = conn.close().await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    std::fs::rename(&partial, &path)
+        .map_err(|e| format!("moving the SQLite template into {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// The pool settings of a test: the user's config (or the defaults), a
@@ -397,7 +537,7 @@ impl<T, E> TestOutcome for Result<T, E> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` can't be an argument of a #[pool_testkit::test] function",
     label = "not provided by the test attribute",
-    note = "arguments are chosen by type: `Pool<Postgres>`, `PoolSettings`, `TestDatabase`, `&TestServer`, and with `sqlite`: `Pool<Sqlite>`, `PoolSettings`"
+    note = "arguments are chosen by type: `Pool<Postgres>`, `PoolSettings`, `TestDatabase` or `&TestDatabase`, `&TestServer`, `&Cluster`, `&PgBouncer`, and with `sqlite`: `Pool<Sqlite>`, `PoolSettings`"
 )]
 pub trait TestArg<'a>: Sized {
     /// Makes the argument from the test's context.
@@ -419,16 +559,41 @@ impl<'a> TestArg<'a> for PoolSettings {
 impl<'a> TestArg<'a> for TestDatabase {
     async fn provide(ctx: &'a TestContext) -> Self {
         ctx.server("TestDatabase");
-        ctx.database
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_else(|| {
-                panic!(
-                    "pool-testkit: test {} takes `TestDatabase` twice; take it once",
-                    ctx.spec.name
-                )
-            })
+        ctx.take_database("`TestDatabase`")
+    }
+}
+
+impl<'a> TestArg<'a> for &'a TestDatabase {
+    async fn provide(ctx: &'a TestContext) -> Self {
+        ctx.server("&TestDatabase");
+        if let Some(db) = ctx.database_ref.get() {
+            return db;
+        }
+        let db = ctx.take_database("`&TestDatabase`");
+        ctx.database_ref.get_or_init(|| db)
+    }
+}
+
+impl<'a> TestArg<'a> for &'a Cluster {
+    async fn provide(ctx: &'a TestContext) -> Self {
+        match &ctx.target {
+            Target::Cluster(cluster) => cluster,
+            _ => panic!(
+                "pool-testkit: test {} takes `&Cluster` but has no cluster: add `cluster(standbys = 1)` to the attribute",
+                ctx.spec.name
+            ),
+        }
+    }
+}
+
+impl<'a> TestArg<'a> for &'a PgBouncer {
+    async fn provide(ctx: &'a TestContext) -> Self {
+        ctx.bouncer.as_ref().unwrap_or_else(|| {
+            panic!(
+                "pool-testkit: test {} takes `&PgBouncer` but has none: add `pgbouncer(mode = \"transaction\")` to the attribute",
+                ctx.spec.name
+            )
+        })
     }
 }
 

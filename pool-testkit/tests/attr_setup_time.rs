@@ -29,6 +29,8 @@ static SPEC: TestSpec = TestSpec {
     config: None,
     env: &[],
     profile: None,
+    cluster: None,
+    pgbouncer: None,
 };
 
 const ROUNDS: usize = 30;

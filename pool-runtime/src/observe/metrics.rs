@@ -60,10 +60,11 @@ pub fn describe() {
         "Open connections beyond pool_size"
     );
     describe_gauge!(WAITERS, Unit::Count, "Tasks waiting in acquire");
+    // A 0-1 ratio: the `metrics` crate has no ratio unit, and
+    // `Unit::Percent` would tell exporters 0-100 (a review found it so).
     describe_gauge!(
         UTILIZATION,
-        Unit::Percent,
-        "Checked out / (pool_size + max_overflow), 0-1"
+        "Checked out / (pool_size + max_overflow), a ratio from 0 to 1"
     );
     describe_histogram!(
         ACQUIRE_WAIT,

@@ -1,21 +1,18 @@
 //! The same service binary against a throwaway PostgreSQL server from
 //! pool-testkit: CRUD, health under held connections, and the server's own
-//! view of the pool's connections (by application_name).
+//! view of the pool's connections (by application_name). The database
+//! comes from `#[pool_testkit::test]`, as a user's own test would get it.
 
 mod support;
 
 use std::time::Duration;
 
+use pool_testkit::{TestDatabase, TestServer};
 use serde_json::{Value, json};
 use support::Launch;
 
-#[tokio::test]
-async fn service_runs_on_postgres_and_reports_health() {
-    let server = pool_testkit::shared_server();
-    let db = server
-        .create_database()
-        .await
-        .expect("create a test database");
+#[pool_testkit::test(migrations = false)]
+async fn service_runs_on_postgres_and_reports_health(db: &TestDatabase, server: &TestServer) {
     let app_name = "pool-examples-test";
     let svc = Launch::url(db.url())
         .debug()

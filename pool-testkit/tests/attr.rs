@@ -256,14 +256,21 @@ async fn sqlite_gets_migrations_and_fixtures(pool: Pool<Sqlite>, settings: PoolS
     fixtures("users")
 )]
 async fn sqlite_tests_get_copies_of_one_template(pool: Pool<Sqlite>, settings: PoolSettings) {
-    sqlx::query("DELETE FROM users").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM users")
+        .execute(&pool)
+        .await
+        .unwrap();
     let template = std::env::temp_dir().join("pool-testkit-sqlite-templates");
     let templates: Vec<_> = std::fs::read_dir(&template)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.path().extension().is_some_and(|x| x == "db"))
         .collect();
-    assert!(!templates.is_empty(), "no template in {}", template.display());
+    assert!(
+        !templates.is_empty(),
+        "no template in {}",
+        template.display()
+    );
     // The template itself still has both users.
     for t in templates {
         let url = format!("sqlite://{}?mode=ro", t.path().display());
@@ -277,13 +284,22 @@ async fn sqlite_tests_get_copies_of_one_template(pool: Pool<Sqlite>, settings: P
             assert!(n >= 2, "{} was changed by a test", t.path().display());
         }
     }
-    assert!(!settings.url.expose().contains("pool-testkit-sqlite-templates"));
+    assert!(
+        !settings
+            .url
+            .expose()
+            .contains("pool-testkit-sqlite-templates")
+    );
 }
 
 /// `&TestDatabase` and `&TestServer` together: borrowed, so the kit still
 /// owns (and drops) the database.
 #[pool_testkit::test(migrations = false)]
-async fn the_database_can_be_borrowed(pool: Pool<Postgres>, db: &TestDatabase, server: &TestServer) {
+async fn the_database_can_be_borrowed(
+    pool: Pool<Postgres>,
+    db: &TestDatabase,
+    server: &TestServer,
+) {
     let name: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&pool)
         .await
@@ -295,7 +311,11 @@ async fn the_database_can_be_borrowed(pool: Pool<Postgres>, db: &TestDatabase, s
 /// A `&Cluster` argument gives the test its own primary and standby; the
 /// pool is on the primary (through its proxy), and a write reaches the
 /// standby.
-#[pool_testkit::test(migrations = "tests/attr/migrations", fixtures_dir = "tests/attr/fixtures", fixtures("users"))]
+#[pool_testkit::test(
+    migrations = "tests/attr/migrations",
+    fixtures_dir = "tests/attr/fixtures",
+    fixtures("users")
+)]
 async fn a_cluster_argument_gets_a_primary_and_a_standby(
     pool: Pool<Postgres>,
     cluster: &pool_testkit::Cluster,
@@ -312,24 +332,33 @@ async fn a_cluster_argument_gets_a_primary_and_a_standby(
         on[cluster.primary()].unwrap_or(0) >= 1,
         "the pool's connections by node: {on:?}"
     );
-    cluster.wait_caught_up(Duration::from_secs(20)).await.unwrap();
+    cluster
+        .wait_caught_up(Duration::from_secs(20))
+        .await
+        .unwrap();
     let standby = cluster.standbys()[0];
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(
-        &cluster.url_for(standby, db.name()),
-    )
-    .await
-    .unwrap();
+    let mut conn =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.url_for(standby, db.name()))
+            .await
+            .unwrap();
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(n, 3, "the fixture's two users and the new one, on the standby");
+    assert_eq!(
+        n, 3,
+        "the fixture's two users and the new one, on the standby"
+    );
 }
 
 /// `pgbouncer(mode = "transaction", pool_size = 1)`: the pool connects
 /// through PgBouncer, and eight client connections share one server
 /// connection, counted on the server.
-#[pool_testkit::test(migrations = false, pgbouncer(mode = "transaction", pool_size = 1), pool(size = 8))]
+#[pool_testkit::test(
+    migrations = false,
+    pgbouncer(mode = "transaction", pool_size = 1),
+    pool(size = 8)
+)]
 async fn a_pgbouncer_option_puts_the_pool_behind_pgbouncer(
     pool: Pool<Postgres>,
     bouncer: &pool_testkit::PgBouncer,

@@ -83,3 +83,30 @@ async fn per_test_setup_time() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+static SQLITE_SPEC: TestSpec = TestSpec {
+    name: "attr_setup_time::per_sqlite_test_setup",
+    sqlite: true,
+    ..SPEC
+};
+
+/// The same for `sqlite`: a copy of the template file.
+#[tokio::test]
+async fn per_sqlite_test_setup_time() {
+    let started = Instant::now();
+    drop(TestContext::setup(&SQLITE_SPEC).await);
+    let first_time = started.elapsed();
+    let mut times: Vec<Duration> = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let ctx = TestContext::setup(&SQLITE_SPEC).await;
+        times.push(ctx.setup_time());
+    }
+    times.sort();
+    println!(
+        "per-test setup with `sqlite`: first {first_time:?} (makes the template unless an \
+         earlier run did); then {ROUNDS} rounds: p50 {:?}, p90 {:?}, max {:?}",
+        percentile(&times, 50),
+        percentile(&times, 90),
+        times[times.len() - 1],
+    );
+}

@@ -86,6 +86,7 @@ mod probe;
 mod proxy;
 mod server;
 mod server_kind;
+mod tls;
 mod util;
 
 pub mod assert;
@@ -111,6 +112,7 @@ pub use pool_testkit_macros::test;
 pub use cluster::{Cluster, ClusterBuilder};
 pub use pgbouncer::{PgBouncer, PgBouncerBuilder, PoolMode};
 pub use server_kind::ServerKind;
+pub use tls::{Auth, Tls};
 
 pub use admin::PROBE_APP_NAME;
 pub use database::TestDatabase;

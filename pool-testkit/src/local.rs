@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::cleanup::{self, Resource};
+use crate::tls::{self, Auth, Security, TestCa, Tls};
 use crate::util::{self, Owner};
 use crate::{Error, Result};
 
@@ -28,17 +29,101 @@ pub(crate) struct LocalServer {
     run_as: Option<(u32, u32)>,
     running: bool,
     keep: bool,
+    /// The CA of a TLS server, for client certificates.
+    ca: Option<Box<TestCa>>,
 }
 
 impl LocalServer {
     /// initdb + start. `settings` are written to postgresql.conf (so they
     /// survive restarts); `user`/`password` become the superuser.
     pub fn start(settings: &[(String, String)], user: &str, password: &str) -> Result<Self> {
+        Self::start_secured(settings, user, password, Security::default())
+    }
+
+    /// [`start`](Self::start) with TLS and authentication rules.
+    pub fn start_secured(
+        settings: &[(String, String)],
+        user: &str,
+        password: &str,
+        security: Security,
+    ) -> Result<Self> {
         let mut server = Self::create_root()?;
         // From here on, Drop removes the dir if anything fails.
         server.init(settings, user, password)?;
+        if security != Security::default() {
+            server.secure(security, user)?;
+        }
         server.start_on_free_port()?;
         Ok(server)
+    }
+
+    /// Certificates (from a CA made for this server) and `pg_hba.conf`
+    /// rules for `security`. The kit's own connections use the same TCP
+    /// rules: as `user` with its password (and, for `cert`, a client
+    /// certificate); only the Unix socket stays `trust` (for pg_ctl).
+    fn secure(&mut self, security: Security, user: &str) -> Result<()> {
+        let data = self.data();
+        let public = self.tls_dir();
+        std::fs::create_dir_all(&public).map_err(|e| Error::io("creating the TLS dir", e))?;
+        let mut conf = Vec::new();
+        if security.tls != Tls::Off {
+            let ca = TestCa::new()?;
+            ca.write_server_files(&data)?;
+            std::fs::copy(data.join(tls::CA_CERT), public.join(tls::CA_CERT))
+                .map_err(|e| Error::io("copying the CA certificate", e))?;
+            if security.auth == Auth::ClientCert {
+                ca.write_client_files(&public, user)?;
+            }
+            if let Some((uid, gid)) = self.run_as {
+                for f in [tls::CA_CERT, tls::SERVER_CERT, tls::SERVER_KEY] {
+                    chown(&data.join(f), uid, gid)?;
+                }
+            }
+            self.ca = Some(Box::new(ca));
+            conf.extend(
+                [
+                    ("ssl", "on"),
+                    ("ssl_cert_file", tls::SERVER_CERT),
+                    ("ssl_key_file", tls::SERVER_KEY),
+                    ("ssl_ca_file", tls::CA_CERT),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            );
+        } else if security.auth == Auth::ClientCert {
+            return Err(Error::Config(
+                "client certificate authentication needs TLS: add .tls(Tls::Required)".into(),
+            ));
+        }
+        let method = security.auth.method();
+        let mut hba = String::from("# pool-testkit\nlocal all all trust\n");
+        let _ = writeln!(hba, "hostssl all all 127.0.0.1/32 {method}");
+        match security.tls {
+            Tls::Required => hba.push_str("hostnossl all all 127.0.0.1/32 reject\n"),
+            Tls::Offered | Tls::Off if security.auth != Auth::ClientCert => {
+                let _ = writeln!(hba, "host all all 127.0.0.1/32 {method}");
+            }
+            _ => {}
+        }
+        std::fs::write(data.join("pg_hba.conf"), hba)
+            .map_err(|e| Error::io("writing pg_hba.conf", e))?;
+        self.append_conf(&conf)
+    }
+
+    /// World-readable copies for clients: the CA certificate and client
+    /// certificates.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+
+    /// A client certificate and key for `user`, from this server's CA.
+    pub fn client_cert(&self, user: &str) -> Result<(PathBuf, PathBuf)> {
+        match &self.ca {
+            Some(ca) => ca.write_client_files(&self.tls_dir(), user),
+            None => Err(Error::Config(
+                "this server has no TLS: start it with .tls(Tls::Offered) or .tls(Tls::Required)"
+                    .into(),
+            )),
+        }
     }
 
     /// A streaming standby of the server at 127.0.0.1:`source_port`:
@@ -152,6 +237,7 @@ impl LocalServer {
             run_as: postgres_ids()?,
             running: false,
             keep: util::env_flag("POOL_TESTKIT_KEEP"),
+            ca: None,
         };
         if let Some((uid, gid)) = server.run_as {
             chown(&server.root, uid, gid)?;

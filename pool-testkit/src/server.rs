@@ -21,6 +21,7 @@ use crate::database::{self, TestDatabase};
 use crate::docker::{self, DockerServer};
 use crate::local::LocalServer;
 use crate::server_kind::{self, ServerKind};
+use crate::tls::{self, Auth, Security, Tls};
 use crate::util::{self, Owner};
 use crate::{Error, Result};
 
@@ -62,6 +63,7 @@ pub struct TestServerBuilder {
     external_url: Option<String>,
     settings: Vec<(String, String)>,
     template_sql: Vec<String>,
+    security: Security,
 }
 
 impl Default for TestServerBuilder {
@@ -72,6 +74,7 @@ impl Default for TestServerBuilder {
             external_url: None,
             settings: Vec::new(),
             template_sql: Vec::new(),
+            security: Security::default(),
         };
         // Room for many pools at once, no durability (throwaway data; on
         // Docker's overlay file systems fsync makes CREATE DATABASE take
@@ -153,17 +156,44 @@ impl TestServerBuilder {
         Ok(self)
     }
 
+    /// TLS: offered or required, with a certificate for `localhost` and
+    /// `127.0.0.1` from a CA made for this server
+    /// ([`TestServer::ca_path`]). The server's URLs then carry
+    /// `sslmode=verify-full&sslrootcert=…`. Local backend; the default
+    /// backend becomes local when this is set.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.security.tls = tls;
+        self
+    }
+
+    /// How TCP clients authenticate: trust (default), SCRAM-SHA-256
+    /// passwords, or client certificates (needs [`tls`](Self::tls)).
+    /// The kit's own connections use the same rules. Local backend.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.security.auth = auth;
+        self
+    }
+
     /// Starts the server, creates the template database and waits until it
     /// accepts connections. Blocking; fine to call from async tests.
     pub fn start(self) -> Result<TestServer> {
+        let secured = self.security != Security::default();
         let backend = match self.backend {
             Some(b) => b,
+            None if secured => ServerKind::Local,
             None => ServerKind::select()?,
         };
+        if secured && backend != ServerKind::Local {
+            return Err(Error::Config(format!(
+                "TLS and password or certificate authentication are built for the local backend; \
+                 this server was to be {backend}"
+            )));
+        }
         let (kind, admin_url) = match backend {
             ServerKind::Local => {
-                let server = LocalServer::start(&self.settings, USER, PASSWORD)?;
-                let url = server_url(server.port());
+                let server =
+                    LocalServer::start_secured(&self.settings, USER, PASSWORD, self.security)?;
+                let url = secured_url(server_url(server.port()), &server, self.security);
                 (Kind::Local(Mutex::new(server)), url)
             }
             ServerKind::Docker => {
@@ -253,6 +283,26 @@ impl TestServer {
     }
 }
 
+/// `url` with the TLS parameters a client of this server needs.
+fn secured_url(mut url: Url, server: &LocalServer, security: Security) -> Url {
+    if security.tls != Tls::Off {
+        let dir = server.tls_dir();
+        let mut q = url.query_pairs_mut();
+        q.append_pair("sslmode", "verify-full");
+        q.append_pair("sslrootcert", &dir.join(tls::CA_CERT).display().to_string());
+        if security.auth == Auth::ClientCert {
+            let name = |ext: &str| {
+                dir.join(format!("client-{USER}.{ext}"))
+                    .display()
+                    .to_string()
+            };
+            q.append_pair("sslcert", &name("crt"));
+            q.append_pair("sslkey", &name("key"));
+        }
+    }
+    url
+}
+
 pub(crate) fn server_url(port: u16) -> Url {
     Url::parse(&format!(
         "postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/postgres"
@@ -317,6 +367,40 @@ impl TestServer {
         let mut url = self.admin_url.clone();
         url.set_path(&format!("/{name}"));
         url.to_string()
+    }
+
+    /// The CA certificate that signed this server's certificate (for
+    /// `sslrootcert`), when it was started with [`TestServerBuilder::tls`].
+    pub fn ca_path(&self) -> Option<PathBuf> {
+        self.with_local(|s| s.tls_dir().join(tls::CA_CERT))
+            .filter(|p| p.is_file())
+    }
+
+    /// A client certificate and key (PEM files) for `user`, signed by this
+    /// server's CA: for `sslcert` / `sslkey` under [`Auth::ClientCert`].
+    pub fn client_cert(&self, user: &str) -> Result<(PathBuf, PathBuf)> {
+        self.with_local(|s| s.client_cert(user)).unwrap_or_else(|| {
+            Err(Error::Config(
+                "client certificates come from TLS servers of the local backend".into(),
+            ))
+        })
+    }
+
+    /// Creates a login role `name` with `password` (stored as SCRAM), for
+    /// authentication tests.
+    pub async fn create_user(&self, name: &str, password: &str) -> Result<()> {
+        let mut admin = self.connect_admin().await?;
+        let result = sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE ROLE \"{}\" LOGIN PASSWORD '{}'",
+            name.replace('"', "\"\""),
+            password.replace('\'', "''")
+        )))
+        .execute(&mut admin)
+        .await;
+        let _ = admin.close().await;
+        result
+            .map(|_| ())
+            .map_err(|e| Error::sql(format!("creating role {name}"), e))
     }
 
     /// The server's TCP address (127.0.0.1:port for servers the testkit runs).

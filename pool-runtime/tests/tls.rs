@@ -1,0 +1,280 @@
+//! TLS and passwords on the wire, against PostgreSQL servers that accept
+//! only TLS with SCRAM passwords (or client certificates), each with a
+//! certificate from a CA made for it: the pool's connections are
+//! encrypted as `pg_stat_ssl` reports them, plaintext and unknown CAs are
+//! refused with errors that say why, and a wrong password fails at once,
+//! naming the user and never the password.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pool_runtime::{Error, Pool, PoolSettings};
+use pool_testkit::{Auth, TestServer, Tls};
+use sqlx::Postgres;
+use url::Url;
+
+/// TLS only, SCRAM passwords: what managed databases look like.
+fn tls_server() -> &'static TestServer {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        TestServer::builder()
+            .tls(Tls::Required)
+            .auth(Auth::Scram)
+            .start()
+            .expect("a TLS-only SCRAM server (local backend)")
+    })
+}
+
+fn with_query(url: &str, edit: impl FnOnce(&mut Url)) -> String {
+    let mut url = Url::parse(url).unwrap();
+    edit(&mut url);
+    url.to_string()
+}
+
+/// `url` with its TLS parameters replaced by `pairs`.
+fn tls_params(url: &str, pairs: &[(&str, &str)]) -> String {
+    with_query(url, |u| {
+        let kept: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| !k.starts_with("ssl"))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut q = u.query_pairs_mut();
+        q.clear();
+        for (k, v) in kept
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(pairs.iter().copied())
+        {
+            q.append_pair(k, v);
+        }
+    })
+}
+
+fn settings(url: String, app: &str) -> PoolSettings {
+    PoolSettings::builder(url)
+        .application_name(app)
+        .name(app)
+        .pool_size(3)
+        .max_overflow(0)
+        .pool_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// (encrypted, TLS version) of every server connection of `app`.
+async fn ssl_of(server: &TestServer, app: &str) -> Vec<(bool, Option<String>)> {
+    let mut admin = server.connect_admin().await.unwrap();
+    let rows: Vec<(bool, Option<String>)> = sqlx::query_as(
+        "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.application_name = $1",
+    )
+    .bind(app)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    sqlx::Connection::close(admin).await.unwrap();
+    rows
+}
+
+async fn hold_three_and_check(url: String, app: &str) {
+    let server = tls_server();
+    let pool: Pool<Postgres> = Pool::connect(settings(url, app)).await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let rows = ssl_of(server, app).await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|(ssl, v)| *ssl && v.as_deref().is_some_and(|v| v.starts_with("TLS"))),
+        "every connection encrypted: {rows:?}"
+    );
+    drop(held);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn every_connection_is_encrypted_under_verify_full() {
+    let db = tls_server().create_database().await.unwrap();
+    let url = db.url();
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    hold_three_and_check(url, "tls_verify_full").await;
+}
+
+#[tokio::test]
+async fn every_connection_is_encrypted_under_require() {
+    let db = tls_server().create_database().await.unwrap();
+    let url = tls_params(&db.url(), &[("sslmode", "require")]);
+    hold_three_and_check(url, "tls_require").await;
+}
+
+#[tokio::test]
+async fn plaintext_is_refused_by_a_tls_only_server() {
+    let db = tls_server().create_database().await.unwrap();
+    let url = tls_params(&db.url(), &[("sslmode", "disable")]);
+    let err = Pool::<Postgres>::connect(settings(url, "tls_plain"))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    assert!(
+        msg.contains("pg_hba.conf rejects connection") && msg.contains("no encryption"),
+        "{msg}"
+    );
+    assert!(!msg.contains(":postgres@"), "no password: {msg}");
+}
+
+/// A certificate signed by another CA than the one in `sslrootcert` is
+/// refused under verify-ca and verify-full.
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused() {
+    let other = TestServer::builder()
+        .tls(Tls::Offered)
+        .start()
+        .expect("a second TLS server");
+    let other_ca = other.ca_path().unwrap();
+    let db = tls_server().create_database().await.unwrap();
+    for mode in ["verify-ca", "verify-full"] {
+        let url = tls_params(
+            &db.url(),
+            &[
+                ("sslmode", mode),
+                ("sslrootcert", &other_ca.display().to_string()),
+            ],
+        );
+        let err = Pool::<Postgres>::connect(settings(url, "tls_other_ca"))
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        eprintln!("{mode}: {msg}");
+        assert!(
+            msg.contains("UnknownIssuer") || msg.contains("unknown issuer"),
+            "{mode}: {msg}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_at_once_naming_the_user() {
+    let server = tls_server();
+    server.create_user("tls_app", "right-horse").await.unwrap();
+    let db = server.create_database().await.unwrap();
+    let url = with_query(&db.url(), |u| {
+        u.set_username("tls_app").unwrap();
+        u.set_password(Some("wrong-battery")).unwrap();
+    });
+    let pool_timeout = Duration::from_secs(30);
+    let start = Instant::now();
+    let err = Pool::<Postgres>::connect(settings(url, "tls_wrong_password"))
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    let msg = err.to_string();
+    eprintln!("wrong password: error after {took:?}: {msg}");
+    assert!(
+        !matches!(err, Error::Timeout(_)),
+        "an authentication failure is not a timeout: {msg}"
+    );
+    assert!(
+        took < pool_timeout,
+        "not retried until pool_timeout: {took:?}"
+    );
+    assert!(
+        msg.contains("password authentication failed for user \"tls_app\""),
+        "{msg}"
+    );
+    assert!(msg.contains("28P01"), "the SQLSTATE: {msg}");
+    assert!(!msg.contains("wrong-battery") && !format!("{err:?}").contains("wrong-battery"));
+
+    // The right password works over the same path.
+    let url = with_query(&db.url(), |u| {
+        u.set_username("tls_app").unwrap();
+        u.set_password(Some("right-horse")).unwrap();
+    });
+    let pool = Pool::<Postgres>::connect(settings(url, "tls_right_password"))
+        .await
+        .unwrap();
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(user, "tls_app");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn an_unknown_user_fails_naming_the_user() {
+    let db = tls_server().create_database().await.unwrap();
+    let url = with_query(&db.url(), |u| {
+        u.set_username("nobody_here").unwrap();
+        u.set_password(Some("s3cret-pw")).unwrap();
+    });
+    let err = Pool::<Postgres>::connect(settings(url, "tls_unknown_user"))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    // PostgreSQL does not tell a client whether the role exists: the
+    // message is the wrong-password one, for that user.
+    assert!(
+        msg.contains("password authentication failed for user \"nobody_here\""),
+        "{msg}"
+    );
+    assert!(!msg.contains("s3cret-pw"));
+}
+
+/// Client certificates: the certificate's CN is the user; without one the
+/// server refuses the connection.
+#[tokio::test]
+async fn client_certificates_authenticate() {
+    let server = TestServer::builder()
+        .tls(Tls::Required)
+        .auth(Auth::ClientCert)
+        .start()
+        .expect("a client-certificate server");
+    server.create_user("cert_app", "unused").await.unwrap();
+    let db = server.create_database().await.unwrap();
+    let (cert, key) = server.client_cert("cert_app").unwrap();
+    let url = with_query(&db.url(), |u| {
+        u.set_username("cert_app").unwrap();
+        u.set_password(None).unwrap();
+    });
+    let url = tls_params(
+        &url,
+        &[
+            ("sslmode", "verify-full"),
+            (
+                "sslrootcert",
+                &server.ca_path().unwrap().display().to_string(),
+            ),
+            ("sslcert", &cert.display().to_string()),
+            ("sslkey", &key.display().to_string()),
+        ],
+    );
+    let pool = Pool::<Postgres>::connect(settings(url.clone(), "tls_cert"))
+        .await
+        .unwrap();
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(user, "cert_app");
+    pool.close().await;
+
+    let without = with_query(&url, |u| {
+        let kept: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| k != "sslcert" && k != "sslkey")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(kept);
+    });
+    let err = Pool::<Postgres>::connect(settings(without, "tls_no_cert"))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    assert!(msg.contains("cert_app"), "{msg}");
+}

@@ -61,6 +61,19 @@
 //! base backup's checkpoint. Docker is slower because each node's entry
 //! point runs (initdb or pg_basebackup) inside a fresh container.
 //!
+//! # TLS and passwords
+//!
+//! [`TestServerBuilder::tls`] and [`TestServerBuilder::auth`] start a
+//! server (local backend) as managed databases run: a certificate for
+//! `localhost` and `127.0.0.1` from a CA made for that server with rcgen
+//! (nothing committed, nothing shared between servers), `hostssl`-only
+//! rules with [`Tls::Required`], SCRAM-SHA-256 passwords
+//! ([`Auth::Scram`]) or client certificates ([`Auth::ClientCert`], CN =
+//! user). Its URLs carry `sslmode=verify-full&sslrootcert=…`
+//! ([`TestServer::ca_path`]); [`TestServer::client_cert`] issues client
+//! certificates and [`TestServer::create_user`] makes login roles for
+//! authentication tests. The kit's own connections follow the same rules.
+//!
 //! More variables: `POOL_TESTKIT_PGBOUNCER` (path of the pgbouncer binary,
 //! default /usr/sbin or PATH), `POOL_TESTKIT_PGBOUNCER_IMAGE` (default
 //! `pool-testkit/pgbouncer:1.18`).

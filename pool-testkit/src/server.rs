@@ -463,7 +463,7 @@ impl TestServer {
     }
 
     /// A probe connection to the `postgres` database as superuser
-    /// (`application_name` = [`PROBE_APP_NAME`]), bounded by 10 s.
+    /// (`application_name` = [`PROBE_APP_NAME`](crate::PROBE_APP_NAME)), bounded by 10 s.
     pub async fn connect_admin(&self) -> Result<PgConnection> {
         connect(&self.url()).await
     }

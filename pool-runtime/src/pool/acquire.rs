@@ -1,24 +1,34 @@
-//! Checkout: wait for a permit (FIFO, bounded by `pool_timeout`), then take
-//! an idle connection (recycle and pre-ping checks) or open a new one.
+//! Checkout: take a permit (at once, or waiting FIFO, bounded by
+//! `pool_timeout`), then an idle connection (recycle and pre-ping checks)
+//! or a slot to open a new one.
 //!
-//! Cancel safety: until a permit is attached to a connection, a guard gives
-//! it back; a connection being opened is opened by a spawned task that owns
-//! the permit, so if the caller gives up, the connection goes to the pool
-//! for the next waiter instead of being lost.
+//! The common case, a free permit and an idle connection that needs no
+//! ping, takes the pool's lock once and reads the clock once; the waits,
+//! pings and connects are boxed futures so that it does not carry their
+//! state around.
+//!
+//! Cancel safety: until a permit goes with a connection, a [`Reservation`]
+//! owns it (and the slot of a connection being opened) and gives it back
+//! when dropped; a connection being opened is opened by a spawned task
+//! that owns the reservation, so if the caller gives up, the connection
+//! goes to the pool for the next waiter instead of being lost.
 
 use std::panic::Location;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{TryAcquireError, oneshot};
+use tokio::sync::oneshot;
 
 use super::PooledConnection;
-use super::ledger::{Checkout, ConnMeta, Order};
+use super::ledger::{Checkout, Order};
+use super::open;
+use super::reservation::{self, Reservation};
 use super::shared::Shared;
 use crate::observe::signals::Trouble;
-use crate::{Backend, CloseReason, Error, PoolClass, TimeoutError};
+use crate::{Backend, CloseReason, Error, PoolClass, PoolSettings, TimeoutError};
 
 type Site = &'static Location<'static>;
+type Held<DB> = Reservation<Arc<Shared<DB>>>;
 
 /// Checks out a connection, waiting at most `limit` in all (`pool_timeout`
 /// for every caller but [`Pool::connect`](super::Pool::connect)).
@@ -29,163 +39,162 @@ pub(crate) async fn acquire<DB: Backend>(
 ) -> Result<PooledConnection<DB>, Error> {
     let start = Instant::now();
     let deadline = start + limit;
-    // Fast path: a free permit means no wait, and one clock read serves
-    // for the whole checkout.
-    let waited = match shared.permits.try_acquire() {
-        Ok(permit) => {
-            permit.forget();
-            false
-        }
-        Err(TryAcquireError::Closed) => return Err(closed(&shared)),
-        Err(TryAcquireError::NoPermits) => {
-            wait_for_permit(&shared, start, deadline).await?;
-            true
-        }
-    };
-    let mut permit = PermitGuard {
-        shared: &shared,
-        armed: true,
-    };
-    let order = match shared.settings.pool_class {
-        PoolClass::Null => Order::Never,
-        PoolClass::Queue if shared.settings.pool_use_lifo => Order::Lifo,
-        PoolClass::Queue => Order::Fifo,
-    };
-    let mut first = true;
-    loop {
-        let now = if first && !waited {
-            start
+    let order = order(&shared.settings);
+    // Fast path: one lock takes a free permit and a connection (or a slot).
+    let first = {
+        let mut st = shared.lock();
+        if st.closed {
+            None
+        } else if st.take_permit() {
+            // Zero waits reach the metrics histogram in batches from the
+            // maintenance task; only real waits are recorded there at once.
+            st.waits.record(Duration::ZERO, start);
+            Some(Some(st.check_out(order, site, start)))
         } else {
-            Instant::now()
-        };
-        if !first && now >= deadline {
-            return Err(timeout_error(&shared, start, deadline));
+            st.start_waiting();
+            Some(None)
         }
-        let next = {
-            let mut st = shared.lock();
-            if st.closed {
-                return Err(closed(&shared));
-            }
-            if first {
-                // Zero waits reach the metrics histogram in batches from
-                // the maintenance task; only real waits are recorded here.
-                st.waits.record(now - start, now);
-            }
-            st.check_out(order, site, now)
-        };
-        if first && now > start {
-            shared.metrics.acquire_wait.record(now - start);
+    };
+    let (mut reservation, mut next, mut now) = match first {
+        None => return Err(closed(&shared)),
+        Some(Some(next)) => {
+            let slot = matches!(next, Checkout::Open);
+            (Reservation::adopt(shared, slot), next, start)
         }
-        first = false;
+        Some(None) => Box::pin(after_wait(shared, site, order, start, deadline)).await?,
+    };
+    loop {
         match next {
             Checkout::Idle {
                 idle,
                 holder,
                 suspect,
             } => {
-                permit.armed = false;
-                let conn = PooledConnection::new(Arc::clone(&shared), idle.raw, idle.meta, holder);
-                match vet(&shared, conn, suspect, deadline, now).await {
+                // The permit goes with the connection from here on.
+                let shared = reservation.into_checked_out();
+                let conn = PooledConnection::new(shared, idle.raw, idle.meta, holder);
+                let vetted = match vet(conn, suspect, now) {
+                    Vetted::Ready(conn) => Ok(conn),
+                    Vetted::Ping(conn) => Box::pin(ping_checked_out(conn, deadline, now)).await,
+                    Vetted::Discarded(shared) => Err(shared),
+                };
+                match vetted {
                     Ok(conn) => {
-                        echo_checkout(&shared);
+                        echo_checkout(conn.pool());
                         return Ok(conn);
                     }
                     // The bad connection was closed; its permit is ours again.
-                    Err(()) => permit.armed = true,
+                    Err(shared) => reservation = Reservation::adopt(shared, false),
                 }
             }
             Checkout::Open => {
-                permit.armed = false;
-                let (tx, rx) = oneshot::channel();
-                tokio::spawn(open_for_caller(Arc::clone(&shared), site, tx));
-                return match tokio::time::timeout_at(deadline.into(), rx).await {
-                    Ok(Ok(result)) => {
-                        if result.is_ok() {
-                            echo_checkout(&shared);
-                        }
-                        result
-                    }
-                    Ok(Err(_)) => Err(Error::Database(sqlx::Error::WorkerCrashed)),
-                    Err(_) => Err(timeout_error(&shared, start, deadline)),
-                };
+                return Box::pin(open_for_caller(reservation, site, start, deadline)).await;
             }
         }
-    }
-}
-
-/// Gives an unused permit back unless disarmed.
-struct PermitGuard<'a, DB: Backend> {
-    shared: &'a Shared<DB>,
-    armed: bool,
-}
-
-impl<DB: Backend> Drop for PermitGuard<'_, DB> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.shared.permits.add_permits(1);
+        now = Instant::now();
+        if now >= deadline {
+            return Err(timeout_error(reservation.pool(), start, deadline));
         }
+        next = match reservation.check_out(order, site, now) {
+            Some(next) => next,
+            None => return Err(closed(reservation.pool())),
+        };
     }
 }
 
-/// Decrements the waiter count however the wait ends.
+/// Which idle connection a checkout takes.
+fn order(settings: &PoolSettings) -> Order {
+    match settings.pool_class {
+        PoolClass::Null => Order::Never,
+        PoolClass::Queue if settings.pool_use_lifo => Order::Lifo,
+        PoolClass::Queue => Order::Fifo,
+    }
+}
+
+/// The slow path, for a caller counted as waiting: waits for a permit to be
+/// handed off, then takes a connection or a slot.
+async fn after_wait<DB: Backend>(
+    shared: Arc<Shared<DB>>,
+    site: Site,
+    order: Order,
+    start: Instant,
+    deadline: Instant,
+) -> Result<(Held<DB>, Checkout<DB::Connection>, Instant), Error> {
+    let waited = {
+        let waiting = Waiting(&shared);
+        let waited = tokio::time::timeout_at(deadline.into(), shared.handoff.acquire()).await;
+        let waited = waited.map(|permit| permit.map(|p| p.forget()));
+        drop(waiting);
+        waited
+    };
+    match waited {
+        Ok(Ok(())) => {}
+        Ok(Err(_closed)) => return Err(closed(&shared)),
+        Err(_elapsed) => return Err(timeout_error(&shared, start, deadline)),
+    }
+    let now = Instant::now();
+    shared.lock().waits.record(now - start, now);
+    shared.metrics.acquire_wait.record(now - start);
+    let mut reservation = Reservation::adopt(shared, false);
+    match reservation.check_out(order, site, now) {
+        Some(next) => Ok((reservation, next, now)),
+        None => Err(closed(reservation.pool())),
+    }
+}
+
+/// Stops counting a waiter however the wait ends.
 struct Waiting<'a, DB: Backend>(&'a Shared<DB>);
 
 impl<DB: Backend> Drop for Waiting<'_, DB> {
     fn drop(&mut self) {
-        self.0.lock().waiting -= 1;
+        reservation::stop_waiting(&self.0);
     }
 }
 
-async fn wait_for_permit<DB: Backend>(
-    shared: &Shared<DB>,
-    start: Instant,
-    deadline: Instant,
-) -> Result<(), Error> {
-    shared.lock().waiting += 1;
-    let waiting = Waiting(shared);
-    let result = tokio::time::timeout_at(deadline.into(), shared.permits.acquire()).await;
-    drop(waiting);
-    match result {
-        Ok(Ok(permit)) => {
-            permit.forget();
-            Ok(())
-        }
-        Ok(Err(_closed)) => Err(closed(shared)),
-        Err(_elapsed) => Err(timeout_error(shared, start, deadline)),
-    }
+/// What the checks at checkout make of an idle connection.
+enum Vetted<DB: Backend> {
+    Ready(PooledConnection<DB>),
+    /// Pre-ping is due: stale, or suspect since a failure.
+    Ping(PooledConnection<DB>),
+    /// Past its recycle time: closed; the permit is the caller's again.
+    Discarded(Arc<Shared<DB>>),
 }
 
-/// Recycle and pre-ping checks on an idle connection. On failure the
-/// connection is closed and booked, and the caller keeps its permit.
-async fn vet<DB: Backend>(
-    shared: &Arc<Shared<DB>>,
-    mut conn: PooledConnection<DB>,
-    suspect: bool,
-    deadline: Instant,
-    now: Instant,
-) -> Result<PooledConnection<DB>, ()> {
+/// Recycle and pre-ping checks on an idle connection, without I/O.
+fn vet<DB: Backend>(conn: PooledConnection<DB>, suspect: bool, now: Instant) -> Vetted<DB> {
     let meta = conn.meta();
     if meta.expires.is_some_and(|at| now >= at) {
-        discard_keeping_permit(shared, conn, CloseReason::Recycle);
-        return Err(());
+        return Vetted::Discarded(discard_keeping_permit(conn, CloseReason::Recycle));
     }
-    let settings = &shared.settings;
+    let settings = &conn.pool().settings;
     let stale = now.saturating_duration_since(meta.verified) >= settings.pre_ping_bypass;
-    if !(settings.pool_pre_ping && (stale || suspect)) {
-        return Ok(conn);
+    if settings.pool_pre_ping && (stale || suspect) {
+        Vetted::Ping(conn)
+    } else {
+        Vetted::Ready(conn)
     }
+}
+
+/// The pre-ping. On failure the connection is closed and booked, and the
+/// caller keeps its permit.
+async fn ping_checked_out<DB: Backend>(
+    mut conn: PooledConnection<DB>,
+    deadline: Instant,
+    now: Instant,
+) -> Result<PooledConnection<DB>, Arc<Shared<DB>>> {
     // Dropped mid-ping (caller cancelled): close rather than reuse.
     conn.discard_as(CloseReason::Discarded);
-    let bound = settings
+    let shared = Arc::clone(conn.pool());
+    let bound = shared
+        .settings
         .network_timeout
         .min(deadline.saturating_duration_since(now));
-    if ping(shared, conn.raw_mut(), bound).await {
+    if ping(&shared, conn.raw_mut(), bound).await {
         conn.verified(Instant::now());
         conn.keep();
         Ok(conn)
     } else {
-        discard_keeping_permit(shared, conn, CloseReason::PingFailed);
-        Err(())
+        Err(discard_keeping_permit(conn, CloseReason::PingFailed))
     }
 }
 
@@ -223,100 +232,42 @@ pub(crate) async fn ping<DB: Backend>(
     false
 }
 
-/// Closes a checked-out connection without giving its permit back.
+/// Closes a checked-out connection without giving its permit back; returns
+/// the pool, whose permit the caller holds again.
 fn discard_keeping_permit<DB: Backend>(
-    shared: &Arc<Shared<DB>>,
     conn: PooledConnection<DB>,
     reason: CloseReason,
-) {
+) -> Arc<Shared<DB>> {
+    let shared = Arc::clone(conn.pool());
     let (raw, holder) = conn.into_raw();
     shared.lock().discard_vetted(holder, reason, Instant::now());
     shared.metrics.closed(reason);
     shared.echo_close(reason, None);
     shared.close_in_background(raw);
-}
-
-/// Opens a connection for a caller. Owns the caller's permit; if the caller
-/// has gone by the time the connection is ready, returning it to the pool
-/// (by dropping it) serves the next waiter.
-async fn open_for_caller<DB: Backend>(
-    shared: Arc<Shared<DB>>,
-    site: Site,
-    reply: oneshot::Sender<Result<PooledConnection<DB>, Error>>,
-) {
-    let result = open_raw(&shared).await;
-    let now = Instant::now();
-    let reply_value = match result {
-        Ok(raw) => {
-            let holder = shared.lock().connected(site, now);
-            let meta = ConnMeta::new(&shared.settings, now);
-            Ok(PooledConnection::new(
-                Arc::clone(&shared),
-                raw,
-                meta,
-                holder,
-            ))
-        }
-        Err(error) => {
-            shared.lock().connect_failed();
-            shared.permits.add_permits(1);
-            shared.returned.notify_waiters();
-            Err(error)
-        }
-    };
-    // A send error hands the value back and drops it: a connection then
-    // goes into the pool.
-    let _ = reply.send(reply_value);
-}
-
-/// One bounded connect; books opened / failed counts. The first connection
-/// also reads the server's limits for status advice.
-pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Connection, Error> {
-    let settings = &shared.settings;
-    let connect =
-        tokio::time::timeout(settings.connect_timeout, DB::connect(&shared.options)).await;
-    let error = match connect {
-        Ok(Ok(mut raw)) => {
-            // Once per pool: a server that refuses the probe is not asked
-            // again on every connect.
-            let probe = !shared
-                .limits_probed
-                .swap(true, std::sync::atomic::Ordering::Relaxed);
-            if probe {
-                let limits =
-                    tokio::time::timeout(settings.network_timeout, DB::server_limits(&mut raw))
-                        .await;
-                if let Ok(Some(limits)) = limits {
-                    shared.lock().server = Some(limits);
-                }
-            }
-            shared.lock().signals.connected(Instant::now());
-            shared.metrics.opened.increment(1);
-            if settings.echo_pool {
-                tracing::info!(target: "pool_runtime::events", pool = %settings.name, event = "connect");
-            }
-            return Ok(raw);
-        }
-        Ok(Err(source)) => Error::Connect {
-            url: shared.url.clone(),
-            source,
-        },
-        Err(_) => Error::ConnectTimeout {
-            url: shared.url.clone(),
-            timeout: settings.connect_timeout,
-        },
-    };
     shared
-        .lock()
-        .signals
-        .trouble(Instant::now(), Trouble::ConnectFailed, error.to_string());
-    shared.metrics.connect_errors.increment(1);
-    // `Pool::connect` returns its own first failure to its caller: logged
-    // here too, a service printed it twice at start.
-    if shared.started.load(std::sync::atomic::Ordering::Relaxed) {
-        tracing::warn!(target: "pool_runtime::events", pool = %settings.name, error = %error, "connect failed");
+}
+
+/// Opens a connection in a task of its own that owns the reservation, and
+/// waits for it until `deadline`.
+async fn open_for_caller<DB: Backend>(
+    reservation: Held<DB>,
+    site: Site,
+    start: Instant,
+    deadline: Instant,
+) -> Result<PooledConnection<DB>, Error> {
+    let shared = Arc::clone(reservation.pool());
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(open::for_caller(reservation, site, tx));
+    match tokio::time::timeout_at(deadline.into(), rx).await {
+        Ok(Ok(result)) => {
+            if result.is_ok() {
+                echo_checkout(&shared);
+            }
+            result
+        }
+        Ok(Err(_)) => Err(Error::Database(sqlx::Error::WorkerCrashed)),
+        Err(_) => Err(timeout_error(&shared, start, deadline)),
     }
-    Err(error)
 }
 
 fn closed<DB: Backend>(shared: &Shared<DB>) -> Error {

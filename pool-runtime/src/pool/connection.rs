@@ -53,6 +53,11 @@ impl<DB: Backend> PooledConnection<DB> {
         self.meta.created.elapsed()
     }
 
+    /// The pool the connection goes back to.
+    pub(crate) fn pool(&self) -> &Arc<Shared<DB>> {
+        &self.shared
+    }
+
     pub(crate) fn meta(&self) -> ConnMeta {
         self.meta
     }

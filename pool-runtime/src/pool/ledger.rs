@@ -16,7 +16,7 @@ use crate::observe::status::Totals;
 use crate::observe::wait::WaitStats;
 use crate::{CloseReason, PoolSettings};
 
-type Site = &'static Location<'static>;
+pub(crate) type Site = &'static Location<'static>;
 
 /// When a connection was made, when it must be replaced, and when the
 /// server last proved it alive (connect or ping).
@@ -99,6 +99,10 @@ pub(crate) struct Ledger<C> {
     pub checked_out: u32,
     pub connecting: u32,
     pub waiting: u32,
+    /// Permits nobody holds: room for one more checkout or connect each.
+    /// While callers wait there are none: a permit given back then goes to
+    /// the waiters' hand-off queue instead (see [`give_permit`](Self::give_permit)).
+    pub free: u32,
     pub closed: bool,
     /// Connections not verified since this instant must be pinged even
     /// inside the bypass window: something failed then, the server may
@@ -113,13 +117,14 @@ pub(crate) struct Ledger<C> {
 }
 
 impl<C> Ledger<C> {
-    pub(crate) fn new(pool_size: u32) -> Self {
+    pub(crate) fn new(pool_size: u32, capacity: u32) -> Self {
         Self {
             idle: VecDeque::with_capacity(pool_size as usize),
             open: 0,
             checked_out: 0,
             connecting: 0,
             waiting: 0,
+            free: capacity,
             closed: false,
             suspect_since: None,
             signals: Signals::default(),
@@ -127,6 +132,58 @@ impl<C> Ledger<C> {
             waits: WaitStats::default(),
             holders: Holders::default(),
             server: None,
+        }
+    }
+
+    /// Takes a free permit for a caller that need not wait; `false` when
+    /// there is none (the caller then waits for a hand-off).
+    pub(crate) fn take_permit(&mut self) -> bool {
+        if self.free == 0 {
+            return false;
+        }
+        self.free -= 1;
+        true
+    }
+
+    /// A permit comes back: free, or while callers wait, handed to them
+    /// through `hand_off`, called under this lock so that the last waiter
+    /// to leave sees every permit handed off ([`stop_waiting`](Self::stop_waiting)).
+    /// Keeping the permits under the same lock as the connections is what
+    /// lets a checkout and a return take one lock each; no waiter is passed
+    /// over, as `free` stays 0 while one waits.
+    pub(crate) fn give_permit(&mut self, hand_off: impl FnOnce()) {
+        if self.waiting > 0 {
+            hand_off();
+        } else {
+            self.free += 1;
+        }
+    }
+
+    /// Reserves a free permit and a slot for a connection opened for no
+    /// caller (min_idle), while fewer than `min_open` are open.
+    pub(crate) fn reserve_spare(&mut self, min_open: u32) -> bool {
+        if self.closed || self.open >= min_open || !self.take_permit() {
+            return false;
+        }
+        self.reserve();
+        true
+    }
+
+    /// A caller starts waiting for a hand-off: only when no permit is free.
+    pub(crate) fn start_waiting(&mut self) {
+        debug_assert_eq!(self.free, 0, "waiting with a free permit");
+        self.waiting += 1;
+    }
+
+    /// A caller stopped waiting (served, timed out, cancelled). The last
+    /// one out takes back, through `take_handed_off`, permits handed off
+    /// after a waiter was counted but never taken by it (it gave up first).
+    pub(crate) fn stop_waiting(&mut self, mut take_handed_off: impl FnMut() -> bool) {
+        self.waiting -= 1;
+        if self.waiting == 0 {
+            while take_handed_off() {
+                self.free += 1;
+            }
         }
     }
 
@@ -331,6 +388,16 @@ impl<C> Ledger<C> {
             self.checked_out,
             "one holder per checkout"
         );
+        assert!(
+            self.free + self.checked_out + self.connecting <= capacity,
+            "free {} + out {} + connecting {} over capacity {capacity}",
+            self.free,
+            self.checked_out,
+            self.connecting
+        );
+        if self.waiting > 0 {
+            assert_eq!(self.free, 0, "a caller waits while a permit is free");
+        }
         if self.closed {
             assert_eq!(idle, 0, "a closed pool keeps nothing idle");
         }
@@ -338,9 +405,13 @@ impl<C> Ledger<C> {
 }
 
 /// Every interleaving (up to a preemption bound) of callers acquiring and
-/// returning, overflow, a failing connect and close, with the permits of a
-/// semaphore modelled by an atomic: the counts stay consistent and nothing
-/// leaks. Run by `cargo test -p pool-runtime --lib ledger`.
+/// returning, overflow, failing connects, the min_idle top-up, waiters that
+/// give up, and close, through the pool's own [`Reservation`] with the
+/// hand-off semaphore and `close()`'s wake-up modelled by atomics: the
+/// counts stay consistent, nothing leaks, every permit comes back and
+/// `close()` is always woken. Run by `cargo test -p pool-runtime --lib ledger`.
+///
+/// [`Reservation`]: super::reservation::Reservation
 #[cfg(test)]
 mod model {
     use std::panic::Location;
@@ -351,105 +422,184 @@ mod model {
     use loom::thread;
 
     use super::{Checkout, ConnMeta, Idle, Ledger, Order};
-    use crate::CloseReason;
+    use crate::pool::reservation::{Capacity, Reservation, stop_waiting};
 
     const POOL_SIZE: u32 = 1;
     const CAPACITY: u32 = 2;
 
     struct Model {
         ledger: Mutex<Ledger<u32>>,
-        permits: AtomicU32,
+        /// The hand-off semaphore's permits.
+        handed_off: AtomicU32,
+        /// `close()`'s `Notify`: bumped by every wake-up.
+        closer_wakes: AtomicU32,
         next_conn: AtomicU32,
+    }
+
+    impl Capacity for Model {
+        type Conn = u32;
+
+        fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger<u32>) -> R) -> R {
+            let mut ledger = self.ledger.lock().unwrap();
+            let out = f(&mut ledger);
+            ledger.check_invariants(POOL_SIZE, CAPACITY);
+            if ledger.waiting == 0 {
+                assert_eq!(
+                    self.handed_off.load(Ordering::Acquire),
+                    0,
+                    "a permit handed off with nobody waiting"
+                );
+            }
+            out
+        }
+
+        fn hand_off(&self) {
+            self.handed_off.fetch_add(1, Ordering::AcqRel);
+        }
+
+        fn take_handed_off(&self) -> bool {
+            let now = self.handed_off.load(Ordering::Acquire);
+            now > 0
+                && self
+                    .handed_off
+                    .compare_exchange(now, now - 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+        }
+
+        fn wake_closer(&self) {
+            self.closer_wakes.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The first look under the lock, as `acquire` takes it.
+    enum First {
+        Closed,
+        Took(Checkout<u32>),
+        Wait,
     }
 
     impl Model {
         fn new() -> Self {
             Self {
-                ledger: Mutex::new(Ledger::new(POOL_SIZE)),
-                permits: AtomicU32::new(CAPACITY),
+                ledger: Mutex::new(Ledger::new(POOL_SIZE, CAPACITY)),
+                handed_off: AtomicU32::new(0),
+                closer_wakes: AtomicU32::new(0),
                 next_conn: AtomicU32::new(0),
             }
         }
 
-        fn with<R>(&self, f: impl FnOnce(&mut Ledger<u32>) -> R) -> R {
-            let mut ledger = self.ledger.lock().unwrap();
-            let out = f(&mut ledger);
-            ledger.check_invariants(POOL_SIZE, CAPACITY);
-            out
-        }
-
-        fn try_permit(&self) -> bool {
-            let now = self.permits.load(Ordering::Acquire);
-            now > 0
-                && self
-                    .permits
-                    .compare_exchange(now, now - 1, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-        }
-
-        /// `None` when the pool was closed while waiting. A caller that
-        /// has to wait is counted in `waiting`, as the real pool does.
-        fn take_permit(&self) -> Option<()> {
-            if self.try_permit() {
-                return Some(());
-            }
-            self.with(|l| l.waiting += 1);
-            let got = loop {
-                if self.with(|l| l.closed) {
-                    break None;
+        /// Waits for a hand-off; `false` when the pool closed first or,
+        /// with `patient == false`, at once (a caller that gives up).
+        fn wait_for_hand_off(&self, patient: bool) -> bool {
+            loop {
+                if self.take_handed_off() {
+                    return true;
                 }
-                if self.try_permit() {
-                    break Some(());
+                if !patient || self.with_ledger(|l| l.closed) {
+                    return false;
                 }
                 thread::yield_now();
-            };
-            self.with(|l| l.waiting -= 1);
-            got
+            }
         }
 
-        fn give_permit(&self) {
-            self.permits.fetch_add(1, Ordering::AcqRel);
-        }
-
-        /// Acquire; a connect fails when `fail_connect`.
-        fn acquire(&self, fail_connect: bool) -> Option<(u32, u64)> {
-            self.take_permit()?;
+        /// Acquire as `acquire::acquire` does; a connect fails when
+        /// `fail_connect`; an impatient caller gives up rather than wait.
+        fn acquire(&self, fail_connect: bool, patient: bool) -> Option<(u32, u64)> {
             let site = Location::caller();
             let now = Instant::now();
-            match self.with(|l| {
+            let first = self.with_ledger(|l| {
                 if l.closed {
-                    None
+                    First::Closed
+                } else if l.take_permit() {
+                    First::Took(l.check_out(Order::Fifo, site, now))
                 } else {
-                    Some(l.check_out(Order::Fifo, site, now))
+                    l.start_waiting();
+                    First::Wait
                 }
-            }) {
-                None => {
-                    self.give_permit();
+            });
+            let (reservation, next) = match first {
+                First::Closed => return None,
+                First::Took(next) => {
+                    let slot = matches!(next, Checkout::Open);
+                    (Reservation::adopt(self, slot), next)
+                }
+                First::Wait => {
+                    let got = self.wait_for_hand_off(patient);
+                    stop_waiting(&self);
+                    if !got {
+                        return None;
+                    }
+                    let mut reservation = Reservation::adopt(self, false);
+                    let next = reservation.check_out(Order::Fifo, site, now)?;
+                    (reservation, next)
+                }
+            };
+            match next {
+                Checkout::Idle { idle, holder, .. } => {
+                    let _pool = reservation.into_checked_out();
+                    Some((idle.raw, holder))
+                }
+                Checkout::Open if fail_connect => {
+                    drop(reservation);
                     None
                 }
-                Some(Checkout::Idle { idle, holder, .. }) => Some((idle.raw, holder)),
-                Some(Checkout::Open) if fail_connect => {
-                    self.with(|l| l.connect_failed());
-                    self.give_permit();
-                    None
-                }
-                Some(Checkout::Open) => {
+                Checkout::Open => {
                     let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-                    let holder = self.with(|l| l.connected(site, now));
+                    let (_pool, holder) = reservation.connected(site, now);
                     Some((conn, holder))
                 }
             }
         }
 
+        /// A return, as `Shared::release` books it.
         fn release(&self, conn: u32, holder: u64) {
             let now = Instant::now();
-            let meta = ConnMeta {
-                created: now,
-                expires: None,
-                verified: now,
-            };
-            self.with(|l| l.check_in(holder, Some(Idle { raw: conn, meta }), None, POOL_SIZE, now));
-            self.give_permit();
+            let meta = meta(now);
+            let closed = self.with_ledger(|l| {
+                let done = l.check_in(holder, Some(Idle { raw: conn, meta }), None, POOL_SIZE, now);
+                l.give_permit(|| self.hand_off());
+                done.pool_closed
+            });
+            if closed {
+                self.wake_closer();
+            }
+        }
+
+        /// One step of `maintain::top_up` (min_idle = `POOL_SIZE`).
+        fn top_up(&self, connects: bool) {
+            if !self.with_ledger(|l| l.reserve_spare(POOL_SIZE)) {
+                return;
+            }
+            let reservation = Reservation::adopt(self, true);
+            if connects {
+                let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+                let _surplus = reservation.park(conn, meta(Instant::now()), POOL_SIZE);
+            }
+            // A failed connect: the reservation's drop books it.
+        }
+
+        /// `Pool::close`: closes, then waits to be woken until nothing is
+        /// out or connecting. Never woken, loom reports the spin.
+        fn close(&self) {
+            drop(self.with_ledger(|l| l.close()));
+            loop {
+                let (drained, seen) = self
+                    .with_ledger(|l| (l.is_drained(), self.closer_wakes.load(Ordering::Acquire)));
+                if drained {
+                    return;
+                }
+                while self.closer_wakes.load(Ordering::Acquire) == seen {
+                    thread::yield_now();
+                }
+            }
+        }
+    }
+
+    fn meta(now: Instant) -> ConnMeta {
+        ConnMeta {
+            created: now,
+            expires: None,
+            verified: now,
         }
     }
 
@@ -466,10 +616,11 @@ mod model {
             ledger.is_drained(),
             "nothing checked out or connecting at the end"
         );
+        assert_eq!(ledger.waiting, 0, "nobody waits at the end");
         assert_eq!(
-            model.permits.load(Ordering::Acquire),
-            CAPACITY,
-            "every permit came back"
+            (ledger.free, model.handed_off.load(Ordering::Acquire)),
+            (CAPACITY, 0),
+            "every permit came back free"
         );
         let closed = ledger.totals.closed;
         assert_eq!(
@@ -493,12 +644,12 @@ mod model {
                 .map(|_| {
                     let model = model.clone();
                     thread::spawn(move || {
-                        let (conn, holder) = model.acquire(false).expect("open pool");
+                        let (conn, holder) = model.acquire(false, true).expect("open pool");
                         model.release(conn, holder);
                     })
                 })
                 .collect();
-            let (conn, holder) = model.acquire(false).expect("open pool");
+            let (conn, holder) = model.acquire(false, true).expect("open pool");
             model.release(conn, holder);
             for t in threads {
                 t.join().unwrap();
@@ -518,14 +669,35 @@ mod model {
                 let model = model.clone();
                 thread::spawn(move || {
                     // It fails only if it has to open; it may find one idle.
-                    if let Some((conn, holder)) = model.acquire(true) {
+                    if let Some((conn, holder)) = model.acquire(true, true) {
                         model.release(conn, holder);
                     }
                 })
             };
-            let (conn, holder) = model.acquire(false).expect("open pool");
+            let (conn, holder) = model.acquire(false, true).expect("open pool");
             model.release(conn, holder);
             failing.join().unwrap();
+            check_end_state(&model);
+        });
+    }
+
+    #[test]
+    fn a_waiter_that_gives_up_leaves_no_permit_behind() {
+        explore(|| {
+            let model = Arc::new(Model::new());
+            let first = model.acquire(false, true).expect("open pool");
+            let second = model.acquire(false, true).expect("open pool");
+            let quitter = {
+                let model = model.clone();
+                thread::spawn(move || {
+                    if let Some((conn, holder)) = model.acquire(false, false) {
+                        model.release(conn, holder);
+                    }
+                })
+            };
+            model.release(first.0, first.1);
+            model.release(second.0, second.1);
+            quitter.join().unwrap();
             check_end_state(&model);
         });
     }
@@ -534,17 +706,15 @@ mod model {
     fn close_races_returns_and_checkouts() {
         explore(|| {
             let model = Arc::new(Model::new());
-            let (conn, holder) = model.acquire(false).expect("open pool");
+            let (conn, holder) = model.acquire(false, true).expect("open pool");
             let closer = {
                 let model = model.clone();
-                thread::spawn(move || {
-                    drop(model.with(|l| l.close()));
-                })
+                thread::spawn(move || model.close())
             };
             let caller = {
                 let model = model.clone();
                 thread::spawn(move || {
-                    if let Some((conn, holder)) = model.acquire(false) {
+                    if let Some((conn, holder)) = model.acquire(false, true) {
                         model.release(conn, holder);
                     }
                 })
@@ -556,7 +726,25 @@ mod model {
             let ledger = model.ledger.lock().unwrap();
             assert_eq!(ledger.open, 0, "a closed pool ends with nothing open");
             assert!(ledger.totals.closed.pool_closed >= 1);
-            let _ = CloseReason::PoolClosed;
         });
+    }
+
+    /// The min_idle top-up's connect fails, or succeeds, while `close()`
+    /// waits for it: either way `close()` is woken (a failed one was not,
+    /// found by `close_wakeup::close_is_woken_by_a_failed_top_up_connect`).
+    #[test]
+    fn close_is_woken_by_a_top_up_either_way() {
+        for connects in [false, true] {
+            explore(move || {
+                let model = Arc::new(Model::new());
+                let top_up = {
+                    let model = model.clone();
+                    thread::spawn(move || model.top_up(connects))
+                };
+                model.close();
+                top_up.join().unwrap();
+                check_end_state(&model);
+            });
+        }
     }
 }

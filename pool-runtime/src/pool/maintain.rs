@@ -7,7 +7,8 @@ use std::panic::Location;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::ledger::ConnMeta;
+use super::open;
+use super::reservation::Reservation;
 use super::shared::Shared;
 use crate::{Backend, CloseReason, PoolClass};
 
@@ -74,7 +75,7 @@ async fn run<DB: Backend>(weak: Weak<Shared<DB>>, tick: Duration) {
 async fn probe<DB: Backend>(shared: &Arc<Shared<DB>>) {
     let now = Instant::now();
     {
-        let st = shared.lock();
+        let mut st = shared.lock();
         if st.closed || !st.signals.probe_due(now, PROBE_INTERVAL) {
             return;
         }
@@ -83,18 +84,21 @@ async fn probe<DB: Backend>(shared: &Arc<Shared<DB>>) {
         if shared.settings.pool_class == PoolClass::Null && !st.signals.unreachable() {
             return;
         }
+        if !st.take_permit() {
+            return;
+        }
     }
-    let Ok(permit) = shared.permits.try_acquire() else {
-        return;
-    };
-    permit.forget();
     let site = Location::caller();
+    let mut reservation = Reservation::adopt(&**shared, false);
     let taken = if shared.settings.pool_class == PoolClass::Null {
         None
     } else {
         shared.lock().check_out_for_probe(site, now)
     };
     if let Some((mut idle, holder)) = taken {
+        // The permit goes with the probed connection, and comes back with
+        // it or, when it is dead, to us.
+        let pool = reservation.into_checked_out();
         let bound = shared.settings.network_timeout;
         if super::acquire::ping(shared, &mut idle.raw, bound).await {
             idle.meta.verified = Instant::now();
@@ -106,38 +110,11 @@ async fn probe<DB: Backend>(shared: &Arc<Shared<DB>>) {
             .discard_probed(holder, CloseReason::PingFailed, Instant::now());
         shared.metrics.closed(CloseReason::PingFailed);
         shared.close_in_background(idle.raw);
+        reservation = Reservation::adopt(pool, false);
     }
     // Nothing idle, or the idle one was dead: try a fresh connection.
-    shared.lock().reserve();
-    open_idle(shared).await;
-    shared.permits.add_permits(1);
-}
-
-/// Opens one connection into a slot reserved by the caller (who holds a
-/// spare permit) and parks it idle; books a failure. Returns whether it
-/// connected.
-async fn open_idle<DB: Backend>(shared: &Arc<Shared<DB>>) -> bool {
-    let opened = super::acquire::open_raw(shared).await;
-    match opened {
-        Ok(raw) => {
-            // A NullPool keeps none: its probe connection closes at once.
-            let keep = match shared.settings.pool_class {
-                PoolClass::Null => 0,
-                PoolClass::Queue => shared.settings.pool_size,
-            };
-            let meta = ConnMeta::new(&shared.settings, Instant::now());
-            let surplus = shared.lock().park(raw, meta, keep);
-            if let Some((raw, reason)) = surplus {
-                shared.metrics.closed(reason);
-                shared.close_in_background(raw);
-            }
-            true
-        }
-        Err(_) => {
-            shared.lock().connect_failed();
-            false
-        }
-    }
+    reservation.reserve_slot();
+    open::idle(reservation).await;
 }
 
 fn report_leaks<DB: Backend>(shared: &Shared<DB>) {
@@ -168,27 +145,16 @@ fn report_leaks<DB: Backend>(shared: &Shared<DB>) {
 /// Opens connections until `min_idle` are open, using spare permits only,
 /// so it never pushes the pool past its cap or ahead of waiting callers.
 pub(crate) async fn top_up<DB: Backend>(shared: &Arc<Shared<DB>>) {
-    loop {
-        {
-            let st = shared.lock();
-            // A NullPool never hands out idle connections: one opened here
-            // would sit beyond the cap for ever (found by
-            // `faults_stress::randomized_schedules_keep_every_invariant`).
-            if st.closed
-                || shared.settings.pool_class == crate::PoolClass::Null
-                || st.open >= shared.settings.min_idle
-            {
-                return;
-            }
-        }
-        let Ok(permit) = shared.permits.try_acquire() else {
-            return;
-        };
-        permit.forget();
-        shared.lock().reserve();
-        let connected = open_idle(shared).await;
-        shared.permits.add_permits(1);
-        if !connected {
+    // A NullPool never hands out idle connections: one opened here would
+    // sit beyond the cap for ever (found by
+    // `faults_stress::randomized_schedules_keep_every_invariant`).
+    if shared.settings.pool_class == PoolClass::Null {
+        return;
+    }
+    let min_idle = shared.settings.min_idle;
+    while shared.lock().reserve_spare(min_idle) {
+        let reservation = Reservation::adopt(&**shared, true);
+        if !open::idle(reservation).await {
             // Don't spin against a dead server; the next tick tries again.
             return;
         }

@@ -7,6 +7,8 @@ mod connection;
 mod executor;
 mod ledger;
 mod maintain;
+mod open;
+mod reservation;
 mod shared;
 mod transaction;
 
@@ -139,7 +141,7 @@ impl<DB: Backend> Pool<DB> {
     pub async fn close(&self) {
         let shared = &self.shared;
         let idle = shared.lock().close();
-        shared.permits.close();
+        shared.handoff.close();
         let timeout = shared.settings.network_timeout;
         let closing = idle.into_iter().map(|conn| {
             shared.metrics.closed(CloseReason::PoolClosed);

@@ -1,8 +1,13 @@
-//! The state every handle of a pool shares: one lock around the idle queue
-//! and all counters, and a semaphore holding `pool_size + max_overflow`
-//! permits. A checked-out connection owns one (forgotten) permit; giving it
-//! back is the last step of every return, so waiters wake only when a
-//! connection, or room to open one, is really there.
+//! The state every handle of a pool shares: one lock around the idle queue,
+//! the `pool_size + max_overflow` permits and all counters, and a hand-off
+//! semaphore for callers that wait. A checked-out connection owns one
+//! permit; giving it back is the last step of every return, so waiters
+//! wake only when a connection, or room to open one, is really there.
+//!
+//! The permits used to live in a tokio semaphore alone: a checkout then
+//! took the semaphore and the lock, a return the lock and the semaphore's
+//! own lock. Counted in the ledger, each takes the one lock; the semaphore
+//! only queues callers that wait (FIFO), fed while they wait.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,6 +17,7 @@ use sqlx::Connection;
 use tokio::sync::{Notify, Semaphore};
 
 use super::ledger::{ConnMeta, Idle, Ledger};
+use super::reservation::Capacity;
 use crate::backend::Backend;
 use crate::observe::metrics::PoolMetrics;
 use crate::observe::status::Counts;
@@ -23,7 +29,9 @@ pub(crate) struct Shared<DB: Backend> {
     /// The URL with its password masked, for messages.
     pub url: String,
     pub state: Mutex<Ledger<DB::Connection>>,
-    pub permits: Semaphore,
+    /// Callers waiting for a permit queue here; it holds permits only
+    /// while callers wait (see [`Ledger::give_permit`]).
+    pub handoff: Semaphore,
     pub metrics: PoolMetrics,
     /// Signalled whenever a checked-out connection comes back, for `close`.
     pub returned: Notify,
@@ -36,13 +44,13 @@ pub(crate) struct Shared<DB: Backend> {
 
 impl<DB: Backend> Shared<DB> {
     pub(crate) fn new(settings: PoolSettings, options: DB::Options) -> Self {
-        let capacity = settings.capacity() as usize;
+        let capacity = settings.capacity();
         Self {
             url: settings.url.redacted(),
             metrics: PoolMetrics::new(&settings.name, settings.metrics),
             options,
-            state: Mutex::new(Ledger::new(settings.pool_size)),
-            permits: Semaphore::new(capacity),
+            state: Mutex::new(Ledger::new(settings.pool_size, capacity)),
+            handoff: Semaphore::new(0),
             returned: Notify::new(),
             limits_probed: AtomicBool::new(false),
             started: AtomicBool::new(false),
@@ -144,7 +152,8 @@ impl<DB: Backend> Shared<DB> {
     }
 
     /// Books a return under the lock: keeps `conn` idle when there is room,
-    /// else closes it as overflow; then gives the permit back.
+    /// else closes it as overflow, and gives the permit back, all in one
+    /// lock.
     pub(crate) fn release(
         self: &Arc<Self>,
         holder: u64,
@@ -152,10 +161,12 @@ impl<DB: Backend> Shared<DB> {
         conn: Option<Idle<DB::Connection>>,
         closing: Option<CloseReason>,
     ) {
-        let done = self
-            .lock()
-            .check_in(holder, conn, closing, self.settings.pool_size, now);
-        self.permits.add_permits(1);
+        let done = {
+            let mut st = self.lock();
+            let done = st.check_in(holder, conn, closing, self.settings.pool_size, now);
+            st.give_permit(|| self.handoff.add_permits(1));
+            done
+        };
         if done.pool_closed {
             // Only `close` listens; skip the notify lock on the hot path.
             self.returned.notify_waiters();
@@ -205,5 +216,25 @@ impl<DB: Backend> Shared<DB> {
                 error = error.map(tracing::field::display),
             );
         }
+    }
+}
+
+impl<DB: Backend> Capacity for Shared<DB> {
+    type Conn = DB::Connection;
+
+    fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger<DB::Connection>) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    fn hand_off(&self) {
+        self.handoff.add_permits(1);
+    }
+
+    fn take_handed_off(&self) -> bool {
+        self.handoff.try_acquire().map(|p| p.forget()).is_ok()
+    }
+
+    fn wake_closer(&self) {
+        self.returned.notify_waiters();
     }
 }

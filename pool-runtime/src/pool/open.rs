@@ -1,0 +1,110 @@
+//! Opening connections: one bounded connect ([`open_raw`]), and the two
+//! ways a reserved slot is filled: for a caller ([`for_caller`]) or for
+//! nobody, to sit idle ([`idle`]). A failed connect is booked by the
+//! [`Reservation`]'s drop.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::PooledConnection;
+use super::ledger::{ConnMeta, Site};
+use super::reservation::Reservation;
+use super::shared::Shared;
+use crate::observe::signals::Trouble;
+use crate::{Backend, Error, PoolClass};
+
+/// Opens a connection for a caller into `reservation`'s slot. Runs as its
+/// own task: if the caller has gone by the time the connection is ready,
+/// returning it to the pool (by dropping it) serves the next waiter.
+pub(crate) async fn for_caller<DB: Backend>(
+    reservation: Reservation<Arc<Shared<DB>>>,
+    site: Site,
+    reply: oneshot::Sender<Result<PooledConnection<DB>, Error>>,
+) {
+    let result = match open_raw(reservation.pool()).await {
+        Ok(raw) => {
+            let now = Instant::now();
+            let meta = ConnMeta::new(&reservation.pool().settings, now);
+            let (shared, holder) = reservation.connected(site, now);
+            Ok(PooledConnection::new(shared, raw, meta, holder))
+        }
+        Err(error) => {
+            drop(reservation);
+            Err(error)
+        }
+    };
+    // A send error hands the value back and drops it: a connection then
+    // goes into the pool.
+    let _ = reply.send(result);
+}
+
+/// Opens one connection into `reservation`'s slot and parks it idle.
+/// Returns whether it connected.
+pub(crate) async fn idle<DB: Backend>(reservation: Reservation<&Shared<DB>>) -> bool {
+    let shared = *reservation.pool();
+    let Ok(raw) = open_raw(shared).await else {
+        return false;
+    };
+    // A NullPool keeps none: its probe connection closes at once.
+    let keep = match shared.settings.pool_class {
+        PoolClass::Null => 0,
+        PoolClass::Queue => shared.settings.pool_size,
+    };
+    let meta = ConnMeta::new(&shared.settings, Instant::now());
+    if let Some((raw, reason)) = reservation.park(raw, meta, keep) {
+        shared.metrics.closed(reason);
+        shared.close_in_background(raw);
+    }
+    true
+}
+
+/// One bounded connect; books opened / failed counts. The first connection
+/// also reads the server's limits for status advice.
+pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Connection, Error> {
+    let settings = &shared.settings;
+    let connect =
+        tokio::time::timeout(settings.connect_timeout, DB::connect(&shared.options)).await;
+    let error = match connect {
+        Ok(Ok(mut raw)) => {
+            // Once per pool: a server that refuses the probe is not asked
+            // again on every connect.
+            let probe = !shared.limits_probed.swap(true, Ordering::Relaxed);
+            if probe {
+                let limits =
+                    tokio::time::timeout(settings.network_timeout, DB::server_limits(&mut raw))
+                        .await;
+                if let Ok(Some(limits)) = limits {
+                    shared.lock().server = Some(limits);
+                }
+            }
+            shared.lock().signals.connected(Instant::now());
+            shared.metrics.opened.increment(1);
+            if settings.echo_pool {
+                tracing::info!(target: "pool_runtime::events", pool = %settings.name, event = "connect");
+            }
+            return Ok(raw);
+        }
+        Ok(Err(source)) => Error::Connect {
+            url: shared.url.clone(),
+            source,
+        },
+        Err(_) => Error::ConnectTimeout {
+            url: shared.url.clone(),
+            timeout: settings.connect_timeout,
+        },
+    };
+    shared
+        .lock()
+        .signals
+        .trouble(Instant::now(), Trouble::ConnectFailed, error.to_string());
+    shared.metrics.connect_errors.increment(1);
+    // `Pool::connect` returns its own first failure to its caller: logged
+    // here too, a service printed it twice at start.
+    if shared.started.load(Ordering::Relaxed) {
+        tracing::warn!(target: "pool_runtime::events", pool = %settings.name, error = %error, "connect failed");
+    }
+    Err(error)
+}

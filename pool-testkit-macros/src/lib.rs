@@ -6,7 +6,6 @@
 
 mod expand;
 mod parse;
-mod suggest;
 mod validate;
 
 use proc_macro::TokenStream;

@@ -1,11 +1,16 @@
 //! `#[derive(PoolConfig)]`: typed, validated, documented pool configuration
 //! loaded from environment variables. Use it through `pool_runtime`, which
 //! re-exports it together with the run-time support (`pool_runtime::config`).
+//!
+//! Setting names, enum spellings, the duration grammar and the cross-field
+//! rules come from `pool-settings`, the same crate the run time reads.
+
+// No unsafe code; missing_docs flags the one public item, the derive.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod expand;
-mod known;
 mod parse;
-mod suggest;
 mod types;
 mod validate;
 

@@ -59,6 +59,8 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("30x").is_err());
         assert_eq!(parse_duration(" 0 "), Ok(Duration::ZERO));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1e400").is_err());

@@ -106,6 +106,11 @@ pub const SSL_MODE: EnumSpec = EnumSpec {
     ],
 };
 
+/// Whether `text` spells the null pool class.
+pub fn is_null_pool(text: &str) -> bool {
+    POOL_CLASS.parse(text) == Some(1)
+}
+
 /// The enums config knows by name.
 pub const ENUMS: &[&EnumSpec] = &[&POOL_CLASS, &RESET_ON_RETURN, &SSL_MODE];
 

@@ -86,6 +86,46 @@ mod tests {
         }
     }
 
+    /// The derive applies `pool_settings::check`, the run time's rules:
+    /// a zero timeout, bad health thresholds, and a `min_idle` above the
+    /// default `pool_size` (no field maps it) fail at compile time; a
+    /// required `pool_class` (no literal) leaves `pool_size = 0` to the
+    /// run time.
+    #[test]
+    fn the_run_time_rules_apply_to_literals() {
+        let errs = errors(parse_quote! {
+            struct Database {
+                #[pool(default = "0s")]
+                pool_timeout: std::time::Duration,
+                #[pool(default = 95.0)]
+                health_warning_percent: f64,
+                #[pool(default = 90.0)]
+                health_critical_percent: f64,
+                #[pool(default = 8)]
+                min_idle: u32,
+            }
+        });
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        for expected in [
+            "`pool_timeout` = 0s: must be greater than zero",
+            "health thresholds warning 95 / critical 90 are inconsistent",
+            "min_idle (8) exceeds pool_size (5)",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(expected)),
+                "{expected}: {errs:#?}"
+            );
+        }
+        let errs = errors(parse_quote! {
+            struct Database {
+                #[pool(default = 0)]
+                pool_size: u32,
+                pool_class: PoolClass,
+            }
+        });
+        assert!(errs.is_empty(), "{errs:#?}");
+    }
+
     #[test]
     fn names_are_prefix_plus_screaming_snake() {
         let input: DeriveInput = parse_quote! {

@@ -125,7 +125,7 @@ pub use standard::StandardPoolConfig;
 pub use value::{EnvValue, parse_duration};
 
 /// What `#[derive(PoolConfig)]` generates code against; reached through
-/// [`crate::__private`], not part of the API.
+/// `pool_runtime::__private`, not part of the API.
 pub(crate) mod generated {
     pub use super::loader::Loader;
     pub use super::meta::{ConfigMeta, FieldSpec, Flatten};

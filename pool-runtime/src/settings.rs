@@ -307,7 +307,7 @@ impl PoolSettings {
     }
 
     /// Checks the combination of values; every problem is listed
-    /// ([`pool_settings::check`], the rules the config loader and the
+    /// ([`pool_settings::check()`], the rules the config loader and the
     /// derive apply too).
     pub fn validate(&self) -> Result<(), crate::Error> {
         let problems = pool_settings::check(&self.values());

@@ -43,7 +43,7 @@ pub struct Setting {
     pub default: &'static str,
     /// What it does, one line.
     pub doc: &'static str,
-    /// Allowed values beyond the type, as text (checked by [`crate::check`]).
+    /// Allowed values beyond the type, as text (checked by [`crate::check()`]).
     pub range: Option<&'static str>,
 }
 

@@ -381,7 +381,7 @@ impl<'a> Loader<'a> {
     }
 
     /// Cross-field rules on the settings the fields map to
-    /// ([`pool_settings::check`]), each problem reported on the variable
+    /// ([`pool_settings::check()`]), each problem reported on the variable
     /// of the first involved setting that a field maps to; plus whether
     /// the URL parses, which only the run time can tell.
     pub(crate) fn check_settings(&mut self, s: &PoolSettings) {

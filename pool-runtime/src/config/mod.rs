@@ -78,7 +78,7 @@
 //!   `#[pool(from_str)]` to use its `FromStr` (plus `Display` for
 //!   `explain()`).
 //! * **Settings.** Fields named like a setting of
-//!   [`pool_settings::SETTINGS`](crate::pool_settings::SETTINGS) (the
+//!   [`pool_settings::SETTINGS`] (the
 //!   [`PoolSettings`] fields, nested ones as `health_warning_percent`,
 //!   `sqlite_busy_timeout`, …) set it in [`PoolConfig::settings`]; other
 //!   names map with `#[pool(setting = "pool_size")]`; `#[pool(no_setting)]`

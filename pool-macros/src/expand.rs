@@ -4,7 +4,6 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::known;
 use crate::parse::{Bound, Container, Field, RangeAttr};
 use crate::types::{self, Kind, Lit};
 use crate::validate::{Resolved, range_text};
@@ -33,6 +32,7 @@ pub fn expand(c: &Container, resolved: &[Resolved]) -> TokenStream {
         .clone()
         .unwrap_or_else(|| syn::parse_quote!(::pool_runtime));
     let cfg = quote!(#krate::config);
+    let private = quote!(#krate::__private);
     let ident = &c.ident;
     let name = ident.to_string();
     let doc = &c.doc;
@@ -42,7 +42,11 @@ pub fn expand(c: &Container, resolved: &[Resolved]) -> TokenStream {
         .as_ref()
         .map_or("APP_ENV", |p| p.value.as_str());
 
-    let specs = c.fields.iter().zip(resolved).map(|(f, r)| spec(&cfg, f, r));
+    let specs = c
+        .fields
+        .iter()
+        .zip(resolved)
+        .map(|(f, r)| spec(&cfg, &private, f, r));
     let loads = c.fields.iter().enumerate().map(|(i, f)| load(&cfg, i, f));
     let idents: Vec<_> = c.fields.iter().map(|f| &f.ident).collect();
     let locals: Vec<_> = c
@@ -54,7 +58,7 @@ pub fn expand(c: &Container, resolved: &[Resolved]) -> TokenStream {
         .fields
         .iter()
         .zip(resolved)
-        .filter_map(|(f, r)| apply(&cfg, f, r));
+        .filter_map(|(f, r)| apply(&cfg, &private, f, r));
     let redacted_checks = c
         .fields
         .iter()
@@ -62,7 +66,7 @@ pub fn expand(c: &Container, resolved: &[Resolved]) -> TokenStream {
         .filter(|(_, r)| r.assert_redacted)
         .map(|(f, _)| {
             let ty = &f.ty;
-            quote_spanned! {ty.span()=> #krate::secret::assert_redacted::<#ty>(); }
+            quote_spanned! {ty.span()=> #krate::__private::assert_redacted::<#ty>(); }
         });
 
     quote! {
@@ -72,8 +76,8 @@ pub fn expand(c: &Container, resolved: &[Resolved]) -> TokenStream {
 
             #[automatically_derived]
             impl #cfg::PoolConfig for #ident {
-                fn __meta() -> &'static #cfg::ConfigMeta {
-                    static META: #cfg::ConfigMeta = #cfg::ConfigMeta {
+                fn __meta() -> &'static #private::ConfigMeta {
+                    static META: #private::ConfigMeta = #private::ConfigMeta {
                         name: #name,
                         doc: #doc,
                         prefix: #prefix,
@@ -83,7 +87,7 @@ pub fn expand(c: &Container, resolved: &[Resolved]) -> TokenStream {
                     &META
                 }
 
-                fn __load(__loader: &mut #cfg::Loader<'_>) -> ::core::option::Option<Self> {
+                fn __load(__loader: &mut #private::Loader<'_>) -> ::core::option::Option<Self> {
                     let __fields = <Self as #cfg::PoolConfig>::__meta().fields;
                     #(let #locals = #loads;)*
                     ::core::option::Option::Some(Self { #(#idents: #locals?),* })
@@ -97,7 +101,7 @@ pub fn expand(c: &Container, resolved: &[Resolved]) -> TokenStream {
     }
 }
 
-fn spec(cfg: &TokenStream, f: &Field, r: &Resolved) -> TokenStream {
+fn spec(cfg: &TokenStream, private: &TokenStream, f: &Field, r: &Resolved) -> TokenStream {
     let field = f.name();
     let key = &r.key;
     let env = opt_str(f.env.as_ref().map(|e| e.value.as_str()));
@@ -118,7 +122,7 @@ fn spec(cfg: &TokenStream, f: &Field, r: &Resolved) -> TokenStream {
         (
             quote!(::core::option::Option::None),
             quote!(false),
-            quote_spanned!(span=> ::core::option::Option::Some(#cfg::Flatten {
+            quote_spanned!(span=> ::core::option::Option::Some(#private::Flatten {
                 prefix: #sub,
                 meta: <#ty as #cfg::PoolConfig>::__meta,
             })),
@@ -140,7 +144,7 @@ fn spec(cfg: &TokenStream, f: &Field, r: &Resolved) -> TokenStream {
         )
     };
     quote! {
-        #cfg::FieldSpec {
+        #private::FieldSpec {
             field: #field,
             key: #key,
             env: #env,
@@ -195,7 +199,7 @@ fn bound_tokens(kind: &Kind, b: &Bound) -> TokenStream {
             quote!((#l))
         }
         (Kind::Duration, Lit::Str(s)) => {
-            let d = types::parse_duration(s).unwrap_or_default();
+            let d = pool_settings::parse_duration(s).unwrap_or_default();
             let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
             quote!(::core::time::Duration::new(#secs, #nanos))
         }
@@ -217,7 +221,7 @@ fn range_tokens(kind: &Kind, r: &RangeAttr) -> TokenStream {
     }
 }
 
-fn apply(cfg: &TokenStream, f: &Field, r: &Resolved) -> Option<TokenStream> {
+fn apply(cfg: &TokenStream, private: &TokenStream, f: &Field, r: &Resolved) -> Option<TokenStream> {
     let ident = &f.ident;
     let ty = &f.ty;
     let span = ty.span();
@@ -226,9 +230,9 @@ fn apply(cfg: &TokenStream, f: &Field, r: &Resolved) -> Option<TokenStream> {
             <#ty as #cfg::PoolConfig>::__apply(&self.#ident, __settings);
         });
     }
-    let path = known::setting_path(r.setting?)?;
+    let path = pool_settings::find(r.setting?)?.path;
     let path = path.iter().map(|p| format_ident!("{}", p));
     Some(quote_spanned! {span=>
-        #cfg::apply_setting(&self.#ident, &mut __settings #(.#path)*);
+        #private::apply_setting(&self.#ident, &mut __settings #(.#path)*);
     })
 }

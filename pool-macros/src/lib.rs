@@ -1,11 +1,16 @@
 //! `#[derive(PoolConfig)]`: typed, validated, documented pool configuration
 //! loaded from environment variables. Use it through `pool_runtime`, which
 //! re-exports it together with the run-time support (`pool_runtime::config`).
+//!
+//! Setting names, enum spellings, the duration grammar and the cross-field
+//! rules come from `pool-settings`, the same crate the run time reads.
+
+// No unsafe code; missing_docs flags the one public item, the derive.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod expand;
-mod known;
 mod parse;
-mod suggest;
 mod types;
 mod validate;
 
@@ -79,6 +84,46 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    /// The derive applies `pool_settings::check`, the run time's rules:
+    /// a zero timeout, bad health thresholds, and a `min_idle` above the
+    /// default `pool_size` (no field maps it) fail at compile time; a
+    /// required `pool_class` (no literal) leaves `pool_size = 0` to the
+    /// run time.
+    #[test]
+    fn the_run_time_rules_apply_to_literals() {
+        let errs = errors(parse_quote! {
+            struct Database {
+                #[pool(default = "0s")]
+                pool_timeout: std::time::Duration,
+                #[pool(default = 95.0)]
+                health_warning_percent: f64,
+                #[pool(default = 90.0)]
+                health_critical_percent: f64,
+                #[pool(default = 8)]
+                min_idle: u32,
+            }
+        });
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        for expected in [
+            "`pool_timeout` = 0s: must be greater than zero",
+            "health thresholds warning 95 / critical 90 are inconsistent",
+            "min_idle (8) exceeds pool_size (5)",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(expected)),
+                "{expected}: {errs:#?}"
+            );
+        }
+        let errs = errors(parse_quote! {
+            struct Database {
+                #[pool(default = 0)]
+                pool_size: u32,
+                pool_class: PoolClass,
+            }
+        });
+        assert!(errs.is_empty(), "{errs:#?}");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned as _;
 use syn::{Attribute, Data, DeriveInput, Expr, Fields, Ident, Path, RangeLimits, Type, UnOp};
 
-use crate::suggest::did_you_mean;
 use crate::types::{self, Kind, Lit};
+use pool_settings::suggest::did_you_mean;
 
 /// Errors collected while reading the input.
 #[derive(Default)]

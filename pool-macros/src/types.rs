@@ -2,11 +2,11 @@
 //! defaults and ranges at compile time. Types it does not know are checked
 //! at run time (the default is parsed like an env value).
 
-use std::time::Duration;
-
 use syn::{GenericArgument, PathArguments, Type};
 
-use crate::suggest::did_you_mean;
+use pool_settings::suggest::did_you_mean;
+use pool_settings::table::{self, EnumSpec};
+use pool_settings::{is_off, parse_duration};
 
 /// A literal written in an attribute.
 #[derive(Clone, Debug)]
@@ -51,40 +51,6 @@ pub enum Checked {
     Opaque,
 }
 
-/// An enum of pool-runtime whose spellings are known here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KnownEnum {
-    pub name: &'static str,
-    /// Canonical names first, then aliases.
-    pub canonical: &'static [&'static str],
-    pub aliases: &'static [&'static str],
-}
-
-const ENUMS: &[KnownEnum] = &[
-    KnownEnum {
-        name: "PoolClass",
-        canonical: &["queue", "null"],
-        aliases: &["queuepool", "nullpool"],
-    },
-    KnownEnum {
-        name: "ResetOnReturn",
-        canonical: &["rollback", "rollback_always", "none"],
-        aliases: &["always", "off"],
-    },
-    KnownEnum {
-        name: "SslMode",
-        canonical: &[
-            "disable",
-            "allow",
-            "prefer",
-            "require",
-            "verify-ca",
-            "verify-full",
-        ],
-        aliases: &["verify_ca", "verify_full"],
-    },
-];
-
 /// The shape of a field type, as far as the macro can tell from its syntax.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
@@ -98,7 +64,8 @@ pub enum Kind {
     Duration,
     Str,
     Url,
-    Enum(KnownEnum),
+    /// An enum of pool-runtime whose spellings the settings table lists.
+    Enum(&'static EnumSpec),
     Option(Box<Kind>),
     Secret(Box<Kind>),
     Other,
@@ -175,10 +142,10 @@ pub fn classify(ty: &Type) -> Kind {
         "Duration" => Kind::Duration,
         "String" => Kind::Str,
         "Url" => Kind::Url,
-        _ => ENUMS
+        _ => table::ENUMS
             .iter()
             .find(|e| e.name == name)
-            .map_or(Kind::Other, |e| Kind::Enum(*e)),
+            .map_or(Kind::Other, |e| Kind::Enum(e)),
     }
 }
 
@@ -246,21 +213,20 @@ impl Kind {
                 other.describe()
             )),
             (Kind::Enum(e), Lit::Str(s)) => {
-                let lower = s.trim().to_ascii_lowercase();
-                if e.canonical.contains(&lower.as_str()) || e.aliases.contains(&lower.as_str()) {
+                if e.parse(s).is_some() {
                     Ok(Checked::Opaque)
                 } else {
                     Err(format!(
                         "unknown {} \"{s}\", expected one of: {}{}",
                         e.name,
-                        e.canonical.join(", "),
-                        did_you_mean(&lower, e.canonical.iter().copied())
+                        e.listed(),
+                        did_you_mean(&s.trim().to_ascii_lowercase(), e.canonical())
                     ))
                 }
             }
             (Kind::Enum(e), other) => Err(format!(
                 "expected a string (one of: {}) for `{}`, found {}",
-                e.canonical.join(", "),
+                e.listed(),
                 e.name,
                 other.describe()
             )),
@@ -271,26 +237,8 @@ impl Kind {
     /// Whether the value is a "null" pool class.
     pub fn is_null_pool(&self, lit: &Lit) -> bool {
         matches!((self, lit), (Kind::Enum(e), Lit::Str(s))
-            if e.name == "PoolClass" && matches!(s.trim().to_ascii_lowercase().as_str(), "null" | "nullpool"))
+            if e.name == table::POOL_CLASS.name && table::is_null_pool(s))
     }
-}
-
-/// `"off"`/`"none"`: no value for an `Option`.
-pub fn is_off(s: &str) -> bool {
-    matches!(s.trim().to_ascii_lowercase().as_str(), "off" | "none")
-}
-
-/// The same rules as the run time: humantime (`"30s"`, `"1h 30m"`,
-/// `"1500ms"`) or bare seconds (`"30"`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        return t
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|e| e.to_string());
-    }
-    humantime::parse_duration(t).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

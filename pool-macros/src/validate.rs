@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use proc_macro2::Span;
 
-use crate::known;
+use pool_settings::suggest::did_you_mean;
+use pool_settings::table;
+
 use crate::parse::{Container, Errors, Field, PROFILE_KEYS, Spanned};
-use crate::suggest::did_you_mean;
 use crate::types::{Checked, Kind, Lit};
 
 /// What expansion needs beyond the parsed model.
@@ -244,16 +245,16 @@ fn setting_of(f: &Field, errors: &mut Errors) -> Option<&'static str> {
         if let Some(ns) = f.no_setting {
             errors.at(ns, "`no_setting` contradicts `setting`");
         }
-        return match known::SETTINGS.iter().find(|(n, _)| *n == s.value) {
-            Some((n, _)) => Some(n),
+        return match pool_settings::find(&s.value) {
+            Some(setting) => Some(setting.name),
             None => {
                 errors.at(
                     s.span,
                     format!(
                         "unknown setting \"{}\"{}; settings are the fields of PoolSettings: {}",
                         s.value,
-                        did_you_mean(&s.value, known::setting_names()),
-                        known::setting_names().collect::<Vec<_>>().join(", ")
+                        did_you_mean(&s.value, table::names()),
+                        table::names().collect::<Vec<_>>().join(", ")
                     ),
                 );
                 None
@@ -263,11 +264,7 @@ fn setting_of(f: &Field, errors: &mut Errors) -> Option<&'static str> {
     if f.no_setting.is_some() {
         return None;
     }
-    let name = f.name();
-    known::SETTINGS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(n, _)| *n)
+    pool_settings::find(&f.name()).map(|setting| setting.name)
 }
 
 fn range(
@@ -382,37 +379,104 @@ fn source_index(f: &Field, profile: usize) -> usize {
     }
 }
 
-/// Field name, attribute index, kind of problem.
-type ProblemKey = (String, usize, u8);
+/// Field name, attribute index, the problem's setting.
+type ProblemKey = (String, usize, &'static str);
 
-fn cross_field(c: &Container, resolved: &[Resolved], errors: &mut Errors) {
-    let by_setting = |s: &str| {
-        c.fields
-            .iter()
-            .zip(resolved)
-            .find(|(_, r)| r.setting == Some(s))
-            .map(|(f, _)| f)
+/// A field, with what validation resolved for it.
+type Mapped<'c> = (&'c Field, &'c Resolved);
+
+/// The field mapping to `setting`.
+fn mapped<'c>(c: &'c Container, resolved: &'c [Resolved], setting: &str) -> Option<Mapped<'c>> {
+    c.fields
+        .iter()
+        .zip(resolved)
+        .find(|(_, r)| r.setting == Some(setting))
+}
+
+/// The attribute text a setting has in a profile: the field's literal
+/// (`None` when it has none, or a wrong one already reported); for a
+/// setting no field maps, the table's default when the struct has no
+/// flattened part that might map it (never for `url`: a URL is required).
+fn setting_text(c: &Container, resolved: &[Resolved], name: &str, p: usize) -> Option<String> {
+    let setting = pool_settings::find(name)?;
+    let Some((f, r)) = mapped(c, resolved, name) else {
+        let visible = c.fields.iter().all(|f| f.flatten.is_none());
+        return (visible && name != "url").then(|| setting.default.to_owned());
     };
-    let class = by_setting("pool_class");
-    let size = by_setting("pool_size");
-    let overflow = by_setting("max_overflow");
-    let min_idle = by_setting("min_idle");
+    let (d, _) = effective(f, p)?;
+    if r.bad[source_index(f, p)] {
+        return None;
+    }
+    let text = d.value.as_env_text();
+    let optional = matches!(
+        setting.kind,
+        table::Kind::OptDuration
+            | table::Kind::OptCount
+            | table::Kind::OptEnum(_)
+            | table::Kind::OptText
+    );
+    // An `Option` field that is off leaves a non-optional setting at its default.
+    if pool_settings::is_off(&text) && !optional {
+        return Some(setting.default.to_owned());
+    }
+    Some(text)
+}
+
+/// The values `pool_settings::check` sees for one profile.
+fn profile_values<'t>(texts: &'t BTreeMap<&'static str, String>) -> pool_settings::Values<'t> {
+    let text = |n: &str| texts.get(n).map(String::as_str);
+    let count = |n: &str| text(n).and_then(|t| t.replace('_', "").parse::<u64>().ok());
+    let duration = |n: &str| text(n).and_then(|t| pool_settings::parse_duration(t).ok());
+    let percent = |n: &str| text(n).and_then(|t| t.parse::<f64>().ok());
+    pool_settings::Values {
+        url: text("url"),
+        null_pool: text("pool_class").map(table::is_null_pool),
+        pool_size: count("pool_size"),
+        min_idle: count("min_idle"),
+        pool_timeout: duration("pool_timeout"),
+        connect_timeout: duration("connect_timeout"),
+        network_timeout: duration("network_timeout"),
+        pool_recycle: text("pool_recycle").and_then(|t| {
+            if pool_settings::is_off(t) {
+                Some(None)
+            } else {
+                pool_settings::parse_duration(t).ok().map(Some)
+            }
+        }),
+        health_warning_percent: percent("health_warning_percent"),
+        health_critical_percent: percent("health_critical_percent"),
+    }
+}
+
+/// The settings `pool_settings::check` reads.
+const CHECKED: &[&str] = &[
+    "url",
+    "pool_class",
+    "pool_size",
+    "min_idle",
+    "pool_timeout",
+    "connect_timeout",
+    "network_timeout",
+    "pool_recycle",
+    "health_warning_percent",
+    "health_critical_percent",
+];
+
+/// The cross-field rules of `pool_settings::check` on each profile's
+/// literals, one error per attribute listing the profiles it fails in;
+/// plus a lint of our own: a `max_overflow` written for a null pool,
+/// which is ignored rather than invalid.
+fn cross_field(c: &Container, resolved: &[Resolved], errors: &mut Errors) {
+    let by_setting = |s: &str| mapped(c, resolved, s);
+    let class = by_setting("pool_class").map(|(f, _)| f);
+    let overflow = by_setting("max_overflow").map(|(f, _)| f);
     let base_null = class
         .and_then(|f| f.defaults[0].as_ref())
         .is_some_and(|d| f_kind_null(class, &d.value));
-    // (field, attribute index, kind of problem) -> profiles; one error each.
+    // (field, attribute index, problem) -> profiles; one error each.
     let mut found: BTreeMap<ProblemKey, (Span, String, Vec<&str>)> = BTreeMap::new();
-    let bad: BTreeMap<String, [bool; 4]> = c
-        .fields
-        .iter()
-        .zip(resolved)
-        .map(|(f, r)| (f.name(), r.bad))
-        .collect();
-    let mut note = |f: &Field, p: usize, what: u8, msg: String, profile: &'static str| {
+    let mut note = |f: &Field, p: usize, what: &'static str, msg: String, profile: &'static str| {
         let i = source_index(f, p);
-        if bad.get(&f.name()).is_some_and(|b| b[i]) {
-            return;
-        }
         let span = f.defaults[i].as_ref().map_or(f.ident.span(), |d| d.span);
         found
             .entry((f.name(), i, what))
@@ -421,16 +485,43 @@ fn cross_field(c: &Container, resolved: &[Resolved], errors: &mut Errors) {
             .push(profile);
     };
     for (p, profile) in PROFILE_KEYS.iter().enumerate().skip(1) {
+        let texts: BTreeMap<&'static str, String> = CHECKED
+            .iter()
+            .filter_map(|&n| Some((n, setting_text(c, resolved, n, p)?)))
+            .collect();
+        for problem in pool_settings::check(&profile_values(&texts)) {
+            // Point at the first involved setting whose field has a literal
+            // here; a problem made only of defaults is the run time's.
+            let Some(f) = problem.settings.iter().find_map(|s| {
+                by_setting(s)
+                    .map(|(f, _)| f)
+                    .filter(|f| effective(f, p).is_some())
+            }) else {
+                continue;
+            };
+            let lit = effective(f, p)
+                .map(|(d, _)| d.value.as_env_text())
+                .unwrap_or_default();
+            note(
+                f,
+                p,
+                problem.setting(),
+                if problem.message.contains(problem.setting()) {
+                    format!("{}; expected {}", problem.message, problem.expected)
+                } else {
+                    format!(
+                        "`{}` = {lit}: {}; expected {}",
+                        f.name(),
+                        problem.message,
+                        problem.expected
+                    )
+                },
+                profile,
+            );
+        }
         let null = class
             .and_then(|f| effective(f, p))
             .is_some_and(|(d, _)| f_kind_null(class, &d.value));
-        if let Some(f) = size
-            && let Some((d, _)) = effective(f, p)
-            && int_of(&d.value) == Some(0)
-            && !null
-        {
-            note(f, p, 0, "pool_size = 0 leaves a queue pool with no connections; use at least 1, or pool_class = \"null\" for no pooling".to_owned(), profile);
-        }
         if let Some(f) = overflow
             && let Some((d, explicit)) = effective(f, p)
             && null
@@ -440,25 +531,10 @@ fn cross_field(c: &Container, resolved: &[Resolved], errors: &mut Errors) {
             note(
                 f,
                 p,
-                1,
+                "max_overflow",
                 format!(
                     "max_overflow = {} has no effect where pool_class is null (every checkout opens a fresh connection); remove it or use 0",
                     d.value.as_env_text()
-                ),
-                profile,
-            );
-        }
-        if let (Some(fi), Some(fs)) = (min_idle, size)
-            && let (Some((i, _)), Some((s, _))) = (effective(fi, p), effective(fs, p))
-            && let (Some(iv), Some(sv)) = (int_of(&i.value), int_of(&s.value))
-            && iv > sv
-        {
-            note(
-                fi,
-                p,
-                2,
-                format!(
-                    "min_idle = {iv} exceeds pool_size = {sv}; min_idle must not exceed pool_size"
                 ),
                 profile,
             );

@@ -52,11 +52,10 @@ pub trait Backend: sqlx::Database {
 }
 
 fn bad_url(settings: &PoolSettings, err: sqlx::Error) -> Error {
-    Error::InvalidSettings(format!(
-        "url {} cannot be used: {}",
-        settings.url.redacted(),
-        crate::error::sqlx_text(&err)
-    ))
+    Error::InvalidUrl {
+        url: settings.url.redacted(),
+        reason: format!("cannot be used: {}", crate::error::sqlx_text(&err)),
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -67,10 +66,12 @@ impl Backend for sqlx::Postgres {
         use sqlx::postgres::{PgConnectOptions, PgSslMode};
         let url = settings.url.expose();
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(Error::InvalidSettings(format!(
-                "url {} is not a PostgreSQL URL (expected postgres://user:password@host:port/database)",
-                settings.url.redacted()
-            )));
+            return Err(Error::InvalidUrl {
+                url: settings.url.redacted(),
+                reason:
+                    "is not a PostgreSQL URL (expected postgres://user:password@host:port/database)"
+                        .to_owned(),
+            });
         }
         let mut options: PgConnectOptions = url.parse().map_err(|e| bad_url(settings, e))?;
         options = options.statement_cache_capacity(settings.statement_cache_capacity);
@@ -135,10 +136,12 @@ impl Backend for sqlx::Sqlite {
         use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
         let url = settings.url.expose();
         if !url.starts_with("sqlite:") {
-            return Err(Error::InvalidSettings(format!(
-                "url {} is not a SQLite URL (expected sqlite://path/to/file.db or sqlite::memory:)",
-                settings.url.redacted()
-            )));
+            return Err(Error::InvalidUrl {
+                url: settings.url.redacted(),
+                reason:
+                    "is not a SQLite URL (expected sqlite://path/to/file.db or sqlite::memory:)"
+                        .to_owned(),
+            });
         }
         let lite = &settings.sqlite;
         let mut options: SqliteConnectOptions = url.parse().map_err(|e| bad_url(settings, e))?;

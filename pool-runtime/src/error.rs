@@ -15,6 +15,7 @@ pub enum Error {
     Connect {
         /// The URL, password masked.
         url: String,
+        /// The driver's error.
         #[source]
         source: sqlx::Error,
     },
@@ -29,12 +30,64 @@ pub enum Error {
     /// The pool was closed; no more checkouts.
     #[error("the pool \"{0}\" is closed")]
     Closed(String),
-    /// The settings contradict themselves or cannot be used.
+    /// The settings contradict themselves ([`PoolSettings::validate`](crate::PoolSettings::validate)):
+    /// every problem, each naming its settings.
     #[error("invalid pool settings: {0}")]
-    InvalidSettings(String),
+    InvalidSettings(SettingsProblems),
+    /// The URL does not suit the backend, or the driver refuses it.
+    #[error("invalid pool settings: url {url} {reason}")]
+    InvalidUrl {
+        /// The URL, password masked.
+        url: String,
+        /// What is wrong with it, in words.
+        reason: String,
+    },
+    /// A [`PoolRegistry`](crate::PoolRegistry) already has a pool of this name
+    /// (or two configured pools share it).
+    #[error("{0}")]
+    DuplicatePoolName(String),
+    /// A [`PoolRegistry`](crate::PoolRegistry) has no pool of this name.
+    #[error("no pool named \"{name}\" (registered: {})", registered_list(.registered))]
+    UnknownPool {
+        /// The name asked for.
+        name: String,
+        /// The names there are.
+        registered: Vec<String>,
+    },
     /// An error from the database while using a connection.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+/// The problems [`Error::InvalidSettings`] carries, one sentence each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsProblems(pub Vec<pool_settings::Problem>);
+
+impl SettingsProblems {
+    /// Every problem, the settings it involves first.
+    pub fn problems(&self) -> &[pool_settings::Problem] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SettingsProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+fn registered_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Everything known when an acquire timed out: SQLAlchemy's "QueuePool
@@ -113,7 +166,10 @@ impl From<Error> for sqlx::Error {
             Error::Timeout(_) | Error::ConnectTimeout { .. } => {
                 sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, err))
             }
-            Error::InvalidSettings(_) => sqlx::Error::Configuration(Box::new(err)),
+            Error::InvalidSettings(_)
+            | Error::InvalidUrl { .. }
+            | Error::DuplicatePoolName(_)
+            | Error::UnknownPool { .. } => sqlx::Error::Configuration(Box::new(err)),
         }
     }
 }

@@ -20,6 +20,11 @@
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// No unsafe code anywhere in the crate; every public item is documented
+// (missing_docs flags undocumented public items, and the fields of what the
+// derive generates code against, reached through `__private`).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod backend;
 pub mod config;
@@ -34,7 +39,7 @@ pub mod secret;
 mod settings;
 
 pub use backend::Backend;
-pub use error::{Error, TimeoutError};
+pub use error::{Error, SettingsProblems, TimeoutError};
 pub use observe::status::{CloseReason, Health, Status};
 pub use pool::{Pool, PooledConnection, Transaction};
 pub use registry::PoolRegistry;
@@ -50,3 +55,18 @@ pub use pool_macros::PoolConfig;
 
 /// Re-exported so generated code and users name one sqlx.
 pub use sqlx;
+
+/// The one description of every setting (names, defaults, spellings,
+/// duration grammar) and the validator behind [`PoolSettings::validate`].
+pub use pool_settings;
+
+/// What `#[derive(PoolConfig)]` generates code against. Not an API: no
+/// item here is covered by semver.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::config::generated::*;
+
+    /// Compiles only for a type whose `Debug` redacts: the check behind
+    /// `#[pool(secret)]` on a type the macro cannot see through.
+    pub const fn assert_redacted<T: crate::secret::Redacted + ?Sized>() {}
+}

@@ -34,6 +34,7 @@ pub enum RegistryError {
     Pool {
         /// The registry name of the pool.
         name: String,
+        /// Why it failed.
         #[source]
         source: Error,
     },
@@ -89,7 +90,7 @@ impl<DB: Backend> PoolRegistry<DB> {
     pub fn insert(&mut self, pool: Pool<DB>) -> Result<&Pool<DB>, Error> {
         use std::collections::btree_map::Entry;
         match self.pools.entry(pool.name().to_owned()) {
-            Entry::Occupied(entry) => Err(Error::InvalidSettings(format!(
+            Entry::Occupied(entry) => Err(Error::DuplicatePoolName(format!(
                 "a pool named \"{}\" is already registered; give each pool its own name",
                 entry.key()
             ))),
@@ -115,7 +116,7 @@ impl<DB: Backend> PoolRegistry<DB> {
     /// opened for a pool that would be refused.
     fn check_free(&self, name: &str) -> Result<(), Error> {
         if self.pools.contains_key(name) {
-            return Err(Error::InvalidSettings(format!(
+            return Err(Error::DuplicatePoolName(format!(
                 "a pool named \"{name}\" is already registered; give each pool its own name"
             )));
         }
@@ -130,16 +131,9 @@ impl<DB: Backend> PoolRegistry<DB> {
     /// The pool named `name`, or an error that lists the names there are
     /// (for a name that came from configuration).
     pub fn pool(&self, name: &str) -> Result<&Pool<DB>, Error> {
-        self.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.names().collect();
-            Error::InvalidSettings(format!(
-                "no pool named \"{name}\" (registered: {})",
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            ))
+        self.get(name).ok_or_else(|| Error::UnknownPool {
+            name: name.to_owned(),
+            registered: self.names().map(str::to_owned).collect(),
         })
     }
 
@@ -229,7 +223,7 @@ impl<DB: Backend> PoolRegistry<DB> {
         if let Some(dup) = settings.iter().find(|s| !seen.insert(s.name.as_str())) {
             return Err(RegistryError::Pool {
                 name: dup.name.clone(),
-                source: Error::InvalidSettings(format!(
+                source: Error::DuplicatePoolName(format!(
                     "the name \"{}\" is given to two pools; give each pool its own name",
                     dup.name
                 )),

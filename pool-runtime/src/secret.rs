@@ -162,7 +162,3 @@ pub trait Redacted {}
 impl<T> Redacted for Secret<T> {}
 
 impl<T: Redacted> Redacted for Option<T> {}
-
-/// Compile-time check behind `#[pool(secret)]`.
-#[doc(hidden)]
-pub const fn assert_redacted<T: Redacted + ?Sized>() {}

@@ -6,7 +6,17 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use pool_settings::table::{self, EnumSpec};
+
 use crate::Secret;
+
+/// The variant `text` spells, by the table's spellings; `variants` is in
+/// the spec's order (checked by `enum_spellings_follow_the_table`).
+fn parse_enum<T: Copy>(spec: &EnumSpec, text: &str, variants: &[T]) -> Result<T, String> {
+    spec.parse(text)
+        .map(|i| variants[i])
+        .ok_or_else(|| format!("one of: {}", spec.listed()))
+}
 
 /// Which pool implementation serves checkouts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
@@ -24,11 +34,7 @@ pub enum PoolClass {
 impl FromStr for PoolClass {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "queue" | "queuepool" => Ok(Self::Queue),
-            "null" | "nullpool" => Ok(Self::Null),
-            _ => Err("one of: queue, null".to_owned()),
-        }
+        parse_enum(&table::POOL_CLASS, s, &[Self::Queue, Self::Null])
     }
 }
 
@@ -61,12 +67,11 @@ pub enum ResetOnReturn {
 impl FromStr for ResetOnReturn {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "rollback" => Ok(Self::Rollback),
-            "rollback_always" | "always" => Ok(Self::RollbackAlways),
-            "none" | "off" => Ok(Self::None),
-            _ => Err("one of: rollback, rollback_always, none".to_owned()),
-        }
+        parse_enum(
+            &table::RESET_ON_RETURN,
+            s,
+            &[Self::Rollback, Self::RollbackAlways, Self::None],
+        )
     }
 }
 
@@ -84,27 +89,36 @@ impl fmt::Display for ResetOnReturn {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
+    /// No TLS.
     Disable,
+    /// TLS only if the server insists.
     Allow,
+    /// TLS when the server offers it.
     #[default]
     Prefer,
+    /// TLS always, certificate not checked.
     Require,
+    /// TLS with a certificate signed by a trusted CA.
     VerifyCa,
+    /// TLS with a trusted certificate for this host name.
     VerifyFull,
 }
 
 impl FromStr for SslMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "disable" => Ok(Self::Disable),
-            "allow" => Ok(Self::Allow),
-            "prefer" => Ok(Self::Prefer),
-            "require" => Ok(Self::Require),
-            "verify-ca" | "verify_ca" => Ok(Self::VerifyCa),
-            "verify-full" | "verify_full" => Ok(Self::VerifyFull),
-            _ => Err("one of: disable, allow, prefer, require, verify-ca, verify-full".to_owned()),
-        }
+        parse_enum(
+            &table::SSL_MODE,
+            s,
+            &[
+                Self::Disable,
+                Self::Allow,
+                Self::Prefer,
+                Self::Require,
+                Self::VerifyCa,
+                Self::VerifyFull,
+            ],
+        )
     }
 }
 
@@ -172,7 +186,7 @@ impl Default for SqliteSettings {
 /// Defaults follow SQLAlchemy's QueuePool where it has one (size 5,
 /// overflow 10, timeout 30 s) and err on the safe side elsewhere (pre-ping
 /// on, every network step bounded).
-#[derive(Clone, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PoolSettings {
     /// Connection URL (`postgres://…`, `sqlite://…`); printed redacted.
     #[serde(serialize_with = "serialize_redacted")]
@@ -234,37 +248,6 @@ fn serialize_redacted<S: serde::Serializer>(url: &Secret<String>, s: S) -> Resul
     s.serialize_str(&url.redacted())
 }
 
-impl fmt::Debug for PoolSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PoolSettings")
-            .field("url", &self.url)
-            .field("name", &self.name)
-            .field("pool_size", &self.pool_size)
-            .field("max_overflow", &self.max_overflow)
-            .field("pool_timeout", &self.pool_timeout)
-            .field("pool_recycle", &self.pool_recycle)
-            .field("pool_pre_ping", &self.pool_pre_ping)
-            .field("pre_ping_bypass", &self.pre_ping_bypass)
-            .field("reset_on_return", &self.reset_on_return)
-            .field("pool_use_lifo", &self.pool_use_lifo)
-            .field("pool_class", &self.pool_class)
-            .field("min_idle", &self.min_idle)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("network_timeout", &self.network_timeout)
-            .field("echo_pool", &self.echo_pool)
-            .field("leak_threshold", &self.leak_threshold)
-            .field("application_name", &self.application_name)
-            .field("statement_timeout", &self.statement_timeout)
-            .field("sslmode", &self.sslmode)
-            .field("statement_cache_capacity", &self.statement_cache_capacity)
-            .field("health", &self.health)
-            .field("replicas", &self.replicas)
-            .field("sqlite", &self.sqlite)
-            .field("metrics", &self.metrics)
-            .finish()
-    }
-}
-
 impl PoolSettings {
     /// Settings with defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
@@ -323,47 +306,33 @@ impl PoolSettings {
         }
     }
 
-    /// Checks the combination of values; every problem is listed.
+    /// Checks the combination of values; every problem is listed
+    /// ([`pool_settings::check()`], the rules the config loader and the
+    /// derive apply too).
     pub fn validate(&self) -> Result<(), crate::Error> {
-        let mut problems = Vec::new();
-        if self.pool_class == PoolClass::Queue && self.pool_size == 0 {
-            problems.push("pool_size must be at least 1 for a queue pool (use pool_class = null for no pooling)".to_owned());
-        }
-        if self.min_idle > self.pool_size {
-            problems.push(format!(
-                "min_idle ({}) must not exceed pool_size ({})",
-                self.min_idle, self.pool_size
-            ));
-        }
-        if self.pool_timeout.is_zero() {
-            problems.push("pool_timeout must be greater than zero".to_owned());
-        }
-        if self.connect_timeout.is_zero() {
-            problems.push("connect_timeout must be greater than zero".to_owned());
-        }
-        if self.network_timeout.is_zero() {
-            problems.push("network_timeout must be greater than zero".to_owned());
-        }
-        if self.pool_recycle.is_some_and(|d| d.is_zero()) {
-            problems.push("pool_recycle must be greater than zero (or off)".to_owned());
-        }
-        let h = self.health;
-        if !(0.0..=100.0).contains(&h.warning_percent)
-            || !(0.0..=100.0).contains(&h.critical_percent)
-            || h.warning_percent > h.critical_percent
-        {
-            problems.push(format!(
-                "health thresholds must satisfy 0 <= warning ({}) <= critical ({}) <= 100",
-                h.warning_percent, h.critical_percent
-            ));
-        }
-        if self.url.expose().trim().is_empty() {
-            problems.push("url is empty (expected postgres://… or sqlite://…)".to_owned());
-        }
+        let problems = pool_settings::check(&self.values());
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(crate::Error::InvalidSettings(problems.join("; ")))
+            Err(crate::Error::InvalidSettings(crate::SettingsProblems(
+                problems,
+            )))
+        }
+    }
+
+    /// The values the shared validator looks at.
+    pub(crate) fn values(&self) -> pool_settings::Values<'_> {
+        pool_settings::Values {
+            url: Some(self.url.expose()),
+            null_pool: Some(self.pool_class == PoolClass::Null),
+            pool_size: Some(u64::from(self.pool_size)),
+            min_idle: Some(u64::from(self.min_idle)),
+            pool_timeout: Some(self.pool_timeout),
+            connect_timeout: Some(self.connect_timeout),
+            network_timeout: Some(self.network_timeout),
+            pool_recycle: Some(self.pool_recycle),
+            health_warning_percent: Some(self.health.warning_percent),
+            health_critical_percent: Some(self.health.critical_percent),
         }
     }
 }
@@ -449,5 +418,131 @@ impl PoolSettingsBuilder {
     pub fn build(self) -> Result<PoolSettings, crate::Error> {
         self.settings.validate()?;
         Ok(self.settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `PoolSettings` field (nested ones by their `health_`/`sqlite_`
+    /// names) has its entry in the one settings table, and every entry is
+    /// a field. Destructured without `..`: a new field breaks this test's
+    /// compilation until it is listed here and in the table.
+    #[test]
+    fn every_field_is_in_the_table() {
+        let PoolSettings {
+            url: _,
+            name: _,
+            pool_size: _,
+            max_overflow: _,
+            pool_timeout: _,
+            pool_recycle: _,
+            pool_pre_ping: _,
+            pre_ping_bypass: _,
+            reset_on_return: _,
+            pool_use_lifo: _,
+            pool_class: _,
+            min_idle: _,
+            connect_timeout: _,
+            network_timeout: _,
+            echo_pool: _,
+            leak_threshold: _,
+            application_name: _,
+            statement_timeout: _,
+            sslmode: _,
+            statement_cache_capacity: _,
+            health:
+                HealthThresholds {
+                    warning_percent: _,
+                    critical_percent: _,
+                },
+            replicas: _,
+            sqlite:
+                SqliteSettings {
+                    wal: _,
+                    busy_timeout: _,
+                    cache_size: _,
+                    mmap_size: _,
+                    create_if_missing: _,
+                },
+            metrics: _,
+        } = PoolSettings::new("");
+        // The same names, from the derived Debug output (which follows the
+        // struct), so the list above cannot drift from the fields either.
+        let debug = format!("{:#?}", PoolSettings::new(""));
+        let mut fields = Vec::new();
+        let mut parent = "";
+        for line in debug.lines() {
+            let indent = line.len() - line.trim_start().len();
+            let Some((name, rest)) = line.trim().split_once(':') else {
+                continue;
+            };
+            match indent {
+                4 if rest.trim().ends_with('{') => parent = name.trim(),
+                4 => fields.push(name.trim().to_owned()),
+                8 => fields.push(format!("{parent}_{}", name.trim())),
+                _ => {}
+            }
+        }
+        let table: Vec<String> = table::SETTINGS.iter().map(|s| s.name.to_owned()).collect();
+        let mut a = fields.clone();
+        let mut b = table.clone();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "PoolSettings fields vs pool_settings::SETTINGS");
+        for s in table::SETTINGS {
+            let path = s.path.join(".");
+            let flat = s.path.join("_");
+            assert_eq!(flat, s.name, "path {path} of {}", s.name);
+        }
+    }
+
+    /// The variant lists handed to `parse_enum` follow the table's order.
+    #[test]
+    fn enum_spellings_follow_the_table() {
+        let all: Vec<String> = table::POOL_CLASS
+            .canonical()
+            .chain(table::RESET_ON_RETURN.canonical())
+            .chain(table::SSL_MODE.canonical())
+            .map(str::to_owned)
+            .collect();
+        let parsed: Vec<String> = table::POOL_CLASS
+            .canonical()
+            .map(|c| c.parse::<PoolClass>().unwrap().to_string())
+            .chain(
+                table::RESET_ON_RETURN
+                    .canonical()
+                    .map(|c| c.parse::<ResetOnReturn>().unwrap().to_string()),
+            )
+            .chain(
+                table::SSL_MODE
+                    .canonical()
+                    .map(|c| c.parse::<SslMode>().unwrap().to_string()),
+            )
+            .collect();
+        assert_eq!(all, parsed);
+        assert_eq!(
+            "nul".parse::<PoolClass>(),
+            Err("one of: queue, null".to_owned())
+        );
+    }
+
+    #[test]
+    fn defaults_follow_the_table() {
+        let s = PoolSettings::new("");
+        assert_eq!(
+            table::find("pool_size").unwrap().default,
+            s.pool_size.to_string()
+        );
+        assert_eq!(
+            table::find("max_overflow").unwrap().default,
+            s.max_overflow.to_string()
+        );
+        assert_eq!(
+            table::find("pool_timeout").unwrap().default,
+            pool_settings::format_duration(&s.pool_timeout)
+        );
+        assert_eq!(table::find("name").unwrap().default, s.name);
     }
 }

@@ -9,7 +9,6 @@
 
 mod expand;
 mod parse;
-mod suggest;
 mod topology;
 mod validate;
 

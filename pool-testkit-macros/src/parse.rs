@@ -6,7 +6,7 @@ use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned as _;
 use syn::{LitStr, Path};
 
-use crate::suggest::did_you_mean;
+use pool_settings::suggest::did_you_mean;
 
 /// Errors collected while reading the input.
 #[derive(Default)]

@@ -7,7 +7,7 @@ use quote::quote;
 use syn::{Type, TypeReference};
 
 use crate::parse::{Errors, Options, PoolArg, PoolValue};
-use crate::suggest::did_you_mean;
+use pool_settings::suggest::did_you_mean;
 
 const CLUSTER_KEYS: &[&str] = &["standbys"];
 const BOUNCER_KEYS: &[&str] = &["mode", "pool_size", "max_client_conn"];

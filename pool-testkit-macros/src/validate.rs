@@ -10,7 +10,7 @@ use syn::spanned::Spanned as _;
 use syn::{FnArg, ItemFn, Type};
 
 use crate::parse::{Errors, Migrations, Options, PoolArg, PoolValue};
-use crate::suggest::did_you_mean;
+use pool_settings::suggest::did_you_mean;
 
 /// What the expansion needs, resolved.
 pub struct Plan {

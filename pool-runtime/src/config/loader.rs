@@ -10,17 +10,15 @@ use std::str::FromStr;
 use super::error::{ConfigError, OtherPrefix, Problem, ValueSource, Warning};
 use super::explain::{Entry, Explanation};
 use super::value::{Bounded, EnvValue, is_off, mask_credentials, parse_from_str};
-use super::{
-    ConfigMeta, EnvSource, FieldSpec, PoolConfig, Profile, profile::PROFILE_FORMAT, suggest,
-};
-use crate::{PoolClass, PoolSettings};
+use super::{ConfigMeta, EnvSource, FieldSpec, PoolConfig, Profile, profile::PROFILE_FORMAT};
+use crate::PoolSettings;
+use pool_settings::suggest;
 
 /// Longest value quoted in an error.
 const MAX_SHOWN: usize = 80;
 
 /// State of one load. Created by [`PoolConfig::load_with_prefix`]; the
 /// generated `__load` calls its methods field by field.
-#[doc(hidden)]
 pub struct Loader<'a> {
     source: &'a EnvSource,
     meta: &'static ConfigMeta,
@@ -382,16 +380,28 @@ impl<'a> Loader<'a> {
         out
     }
 
-    /// Cross-field rules on the settings the fields map to.
+    /// Cross-field rules on the settings the fields map to
+    /// ([`pool_settings::check()`]), each problem reported on the variable
+    /// of the first involved setting that a field maps to; plus whether
+    /// the URL parses, which only the run time can tell.
     pub(crate) fn check_settings(&mut self, s: &PoolSettings) {
-        let find = |setting: &str| {
-            self.entries
-                .iter()
-                .find(|e| e.setting == Some(setting))
-                .cloned()
-        };
+        let find = |setting: &str| self.entries.iter().find(|e| e.setting == Some(setting));
         let mut out = Vec::new();
-        let mut push = |e: &Entry, message: String, expected: &str| {
+        let url_problem = url::Url::parse(s.url.expose().trim())
+            .err()
+            .filter(|_| !s.url.expose().trim().is_empty())
+            .map(|err| pool_settings::Problem {
+                settings: &["url"],
+                message: format!("not a URL ({err})"),
+                expected: "a URL such as postgres://user@host/db or sqlite://app.db",
+            });
+        for problem in url_problem
+            .into_iter()
+            .chain(pool_settings::check(&s.values()))
+        {
+            let Some(e) = problem.settings.iter().find_map(|name| find(name)) else {
+                continue;
+            };
             out.push(Problem {
                 var: e.var.clone(),
                 field: e.field.clone(),
@@ -401,82 +411,10 @@ impl<'a> Loader<'a> {
                 } else {
                     Some(e.value.clone())
                 },
-                message,
-                expected: expected.to_owned(),
+                message: problem.message,
+                expected: problem.expected.to_owned(),
                 secret: e.secret,
             });
-        };
-        if let Some(e) = find("url") {
-            let url = s.url.expose().trim();
-            if url.is_empty() {
-                push(
-                    &e,
-                    "no database URL".to_owned(),
-                    "a URL such as postgres://user@host/db or sqlite://app.db",
-                );
-            } else if let Err(err) = url::Url::parse(url) {
-                push(
-                    &e,
-                    format!("not a URL ({err})"),
-                    "a URL such as postgres://user@host/db or sqlite://app.db",
-                );
-            }
-        }
-        if let Some(e) = find("pool_size")
-            && s.pool_size == 0
-            && s.pool_class == PoolClass::Queue
-        {
-            push(
-                &e,
-                "a queue pool needs at least 1 connection".to_owned(),
-                "at least 1 (or pool_class = null for no pooling)",
-            );
-        }
-        if let Some(e) = find("min_idle")
-            && s.min_idle > s.pool_size
-        {
-            push(
-                &e,
-                format!(
-                    "min_idle ({}) exceeds pool_size ({})",
-                    s.min_idle, s.pool_size
-                ),
-                "at most pool_size",
-            );
-        }
-        for (name, d) in [
-            ("pool_timeout", Some(s.pool_timeout)),
-            ("connect_timeout", Some(s.connect_timeout)),
-            ("network_timeout", Some(s.network_timeout)),
-            ("pool_recycle", s.pool_recycle),
-        ] {
-            if let (Some(e), Some(d)) = (find(name), d)
-                && d.is_zero()
-            {
-                let hint = if name == "pool_recycle" {
-                    "more than zero, or off"
-                } else {
-                    "more than zero"
-                };
-                push(&e, "must be greater than zero".to_owned(), hint);
-            }
-        }
-        let h = s.health;
-        if let Some(e) = find("health_warning_percent").or_else(|| find("health_critical_percent"))
-            && (!(0.0..=100.0).contains(&h.warning_percent)
-                || !(0.0..=100.0).contains(&h.critical_percent)
-                || h.warning_percent > h.critical_percent)
-        {
-            {
-                push(
-                    &e,
-                    format!(
-                        "health thresholds warning {} / critical {} are inconsistent",
-                        h.warning_percent, h.critical_percent
-                    ),
-                    "0 <= warning <= critical <= 100",
-                );
-            }
         }
         self.problems.extend(out);
     }
@@ -492,7 +430,7 @@ impl<'a> Loader<'a> {
             if shares_prefix {
                 let limit = (name.len() / 4).max(2);
                 let suggestion =
-                    suggest::closest(name, read.iter().copied(), limit).map(str::to_owned);
+                    suggest::closest_within(name, read.iter().copied(), limit).map(str::to_owned);
                 out.push(Warning {
                     var: name.to_owned(),
                     suggestion,

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use pool_settings::table;
+
 use crate::secret::redact_url;
 use crate::{PoolClass, ResetOnReturn, Secret, SslMode};
 
@@ -126,51 +128,7 @@ impl EnvValue for bool {
     }
 }
 
-/// Accepted duration formats.
-pub const DURATION_FORMAT: &str =
-    "a duration such as 30s, 1500ms, 5m, 1h or 1h 30m (a bare number is seconds)";
-
-/// Parses a duration: humantime units (`30s`, `1500ms`, `1h 30m`) or a bare
-/// number of seconds (`30`, `1.5`).
-///
-/// ```
-/// use pool_runtime::config::parse_duration;
-/// use std::time::Duration;
-/// assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-/// assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-/// assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
-/// assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-/// assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
-/// assert!(parse_duration("30x").is_err());
-/// ```
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let t = raw.trim();
-    if t.is_empty() {
-        return Err("empty".to_owned());
-    }
-    if t.bytes().all(|b| b.is_ascii_digit()) {
-        return t
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| "too large".to_owned());
-    }
-    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return match t.parse::<f64>() {
-            Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| "too large".to_owned()),
-            Err(_) => Err("not a number of seconds".to_owned()),
-        };
-    }
-    // humantime's messages quote at most a unit name, never the whole input.
-    humantime::parse_duration(t).map_err(|e| e.to_string())
-}
-
-/// Formats a duration the way it is written in config (`30s`, `1h`).
-pub fn format_duration(d: &Duration) -> String {
-    if d.is_zero() {
-        return "0s".to_owned();
-    }
-    humantime::format_duration(*d).to_string()
-}
+pub use pool_settings::{DURATION_FORMAT, format_duration, is_off, parse_duration};
 
 impl EnvValue for Duration {
     fn expected() -> String {
@@ -228,13 +186,13 @@ impl EnvValue for url::Url {
 }
 
 macro_rules! enums {
-    ($($t:ty: $values:literal),*) => {$(
+    ($($t:ty: $spec:expr),*) => {$(
         impl EnvValue for $t {
             fn expected() -> String {
-                concat!("one of: ", $values).to_owned()
+                format!("one of: {}", $spec.listed())
             }
             fn parse_env(raw: &str) -> Result<Self, String> {
-                raw.parse::<$t>().map_err(|_| concat!("not one of: ", $values).to_owned())
+                raw.parse::<$t>().map_err(|_| format!("not one of: {}", $spec.listed()))
             }
             fn show(&self) -> String {
                 self.to_string()
@@ -246,15 +204,10 @@ macro_rules! enums {
     )*};
 }
 enums!(
-    PoolClass: "queue, null",
-    ResetOnReturn: "rollback, rollback_always, none",
-    SslMode: "disable, allow, prefer, require, verify-ca, verify-full"
+    PoolClass: table::POOL_CLASS,
+    ResetOnReturn: table::RESET_ON_RETURN,
+    SslMode: table::SSL_MODE
 );
-
-/// Whether a value switches an `Option` off.
-pub fn is_off(raw: &str) -> bool {
-    matches!(raw.trim().to_ascii_lowercase().as_str(), "off" | "none")
-}
 
 /// `off`/`none` (any case) is `None`; unset without a default is `None`.
 impl<T: EnvValue> EnvValue for Option<T> {
@@ -529,7 +482,6 @@ impl ApplySetting<usize> for u32 {
 
 /// What the generated code calls: a generic function, so that a field type
 /// that cannot set its setting gets the `ApplySetting` diagnostic.
-#[doc(hidden)]
 pub fn apply_setting<T: ApplySetting<S>, S>(value: &T, target: &mut S) {
     value.apply_setting(target);
 }
@@ -600,21 +552,6 @@ mod tests {
             assert_eq!(bool::parse_env(f), Ok(false), "{f}");
         }
         assert!(bool::parse_env("maybe").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration(" 0 "), Ok(Duration::ZERO));
-        assert!(parse_duration("30x").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("1e400").is_err());
-        assert!(parse_duration("99999999999999999999999").is_err());
-        assert!(parse_duration("-5").is_err());
-        assert!(parse_duration("1.2.3").is_err());
-        assert_eq!(format_duration(&Duration::from_secs(3600)), "1h");
-        assert_eq!(format_duration(&Duration::ZERO), "0s");
     }
 
     #[test]

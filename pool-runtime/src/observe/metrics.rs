@@ -25,18 +25,31 @@ use metrics::{Counter, Gauge, Histogram, Unit};
 
 use crate::CloseReason;
 
+/// Gauge: connections open.
 pub const CONNECTIONS_OPEN: &str = "db_pool_connections_open";
+/// Gauge: connections idle in the pool.
 pub const CONNECTIONS_IDLE: &str = "db_pool_connections_idle";
+/// Gauge: connections checked out.
 pub const CONNECTIONS_IN_USE: &str = "db_pool_connections_in_use";
+/// Gauge: connections open beyond `pool_size`.
 pub const CONNECTIONS_OVERFLOW: &str = "db_pool_connections_overflow";
+/// Gauge: callers waiting in `acquire`.
 pub const WAITERS: &str = "db_pool_waiters";
+/// Gauge: checked out / (`pool_size` + `max_overflow`).
 pub const UTILIZATION: &str = "db_pool_utilization_ratio";
+/// Histogram: seconds spent in `acquire`.
 pub const ACQUIRE_WAIT: &str = "db_pool_acquire_wait_seconds";
+/// Counter: connections opened.
 pub const OPENED_TOTAL: &str = "db_pool_connections_opened_total";
+/// Counter: connections closed, by reason.
 pub const CLOSED_TOTAL: &str = "db_pool_connections_closed_total";
+/// Counter: failed connects.
 pub const CONNECT_ERRORS_TOTAL: &str = "db_pool_connect_errors_total";
+/// Counter: acquires that hit `pool_timeout`.
 pub const TIMEOUTS_TOTAL: &str = "db_pool_timeouts_total";
+/// Counter: idle connections found dead by pre-ping.
 pub const PRE_PING_FAILURES_TOTAL: &str = "db_pool_pre_ping_failures_total";
+/// Counter: connections held past `leak_threshold`.
 pub const LEAKS_TOTAL: &str = "db_pool_leaks_total";
 
 /// Registers descriptions and units of every metric with the installed

@@ -64,12 +64,19 @@ impl fmt::Display for CloseReason {
 /// Connections closed so far, by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ClosedCounts {
+    /// [`CloseReason::Overflow`].
     pub overflow: u64,
+    /// [`CloseReason::Recycle`].
     pub recycle: u64,
+    /// [`CloseReason::PingFailed`].
     pub ping_failed: u64,
+    /// [`CloseReason::ResetFailed`].
     pub reset_failed: u64,
+    /// [`CloseReason::NullPool`].
     pub null_pool: u64,
+    /// [`CloseReason::PoolClosed`].
     pub pool_closed: u64,
+    /// [`CloseReason::Discarded`].
     pub discarded: u64,
 }
 

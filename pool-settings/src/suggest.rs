@@ -1,7 +1,7 @@
-//! "Did you mean": the closest candidate by edit distance (the same rule as
-//! pool-macros, so both macros suggest alike).
+//! "Did you mean": the closest candidate by edit distance. One rule for
+//! both macros and the run-time warnings about unknown variables.
 
-/// Levenshtein distance between two ASCII-ish strings (by `char`).
+/// Levenshtein distance between two strings (by `char`).
 pub fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -17,15 +17,24 @@ pub fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The candidate closest to `word`, if it is close enough to be a typo.
-pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(2);
+/// The closest candidate within `limit` edits.
+pub fn closest_within<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    limit: usize,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (distance(word, c), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+/// The candidate closest to `word`, if it is close enough to be a typo
+/// (a third of its length, at least 2 edits).
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    closest_within(word, candidates, (word.chars().count() / 3).max(2))
 }
 
 /// `" (did you mean `x`?)"` or nothing.
@@ -47,6 +56,7 @@ mod tests {
         assert_eq!(distance("rnage", "range"), 2);
         assert_eq!(distance("pool_size", "pool_siz"), 1);
         assert_eq!(distance("abc", "xyz"), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
     }
 
     #[test]
@@ -56,5 +66,11 @@ mod tests {
         assert_eq!(closest("rang", keys), Some("range"));
         assert_eq!(closest("completely_else", keys), None);
         assert_eq!(did_you_mean("secrte", keys), " (did you mean `secret`?)");
+        let names = ["DB_POOL_SIZE", "DB_MAX_OVERFLOW"];
+        assert_eq!(
+            closest_within("DB_POOL_SIZ", names, 3),
+            Some("DB_POOL_SIZE")
+        );
+        assert_eq!(closest_within("DB_OTHER_THING", names, 3), None);
     }
 }

@@ -1,0 +1,182 @@
+//! The one validator of a combination of settings, used by
+//! `PoolSettings::validate`, the config loader (which points at the
+//! variables) and the derive (which points at the attribute literals).
+
+use std::fmt;
+use std::time::Duration;
+
+/// The values the rules look at. `None` is "not known here" (a required
+/// variable at compile time): a rule that needs it is skipped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Values<'a> {
+    /// `url`.
+    pub url: Option<&'a str>,
+    /// Whether `pool_class` is null.
+    pub null_pool: Option<bool>,
+    /// `pool_size`.
+    pub pool_size: Option<u64>,
+    /// `min_idle`.
+    pub min_idle: Option<u64>,
+    /// `pool_timeout`.
+    pub pool_timeout: Option<Duration>,
+    /// `connect_timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `network_timeout`.
+    pub network_timeout: Option<Duration>,
+    /// `pool_recycle` (`Some(None)`: off).
+    pub pool_recycle: Option<Option<Duration>>,
+    /// `health_warning_percent`.
+    pub health_warning_percent: Option<f64>,
+    /// `health_critical_percent`.
+    pub health_critical_percent: Option<f64>,
+}
+
+/// One problem: which settings it involves (the one to change first) and
+/// what is wrong, in one sentence with the values that show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The settings involved; the first is the one to point at.
+    pub settings: &'static [&'static str],
+    /// What is wrong (`min_idle (9) exceeds pool_size (5)`).
+    pub message: String,
+    /// What would be right (`at most pool_size`).
+    pub expected: &'static str,
+}
+
+impl Problem {
+    /// The setting to point at.
+    pub fn setting(&self) -> &'static str {
+        self.settings[0]
+    }
+}
+
+/// `pool_timeout: must be greater than zero (expected more than zero)`.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} (expected {})",
+            self.setting(),
+            self.message,
+            self.expected
+        )
+    }
+}
+
+/// Every problem of the combination, in table order.
+///
+/// ```
+/// use pool_settings::{Values, check};
+/// let problems = check(&Values { pool_size: Some(5), min_idle: Some(9), ..Values::default() });
+/// assert_eq!(problems[0].to_string(), "min_idle: min_idle (9) exceeds pool_size (5) (expected at most pool_size)");
+/// ```
+pub fn check(v: &Values<'_>) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut push = |settings, message: String, expected| {
+        out.push(Problem {
+            settings,
+            message,
+            expected,
+        });
+    };
+    if v.url.is_some_and(|u| u.trim().is_empty()) {
+        push(
+            &["url"],
+            "no database URL".to_owned(),
+            "a URL such as postgres://user@host/db or sqlite://app.db",
+        );
+    }
+    if v.pool_size == Some(0) && v.null_pool == Some(false) {
+        push(
+            &["pool_size", "pool_class"],
+            "a queue pool needs at least 1 connection".to_owned(),
+            "at least 1 (or pool_class = null for no pooling)",
+        );
+    }
+    if let (Some(min_idle), Some(size)) = (v.min_idle, v.pool_size)
+        && min_idle > size
+    {
+        push(
+            &["min_idle", "pool_size"],
+            format!("min_idle ({min_idle}) exceeds pool_size ({size})"),
+            "at most pool_size",
+        );
+    }
+    let timeouts: [(&'static [&'static str], Option<Duration>, &'static str); 4] = [
+        (&["pool_timeout"], v.pool_timeout, "more than zero"),
+        (
+            &["pool_recycle"],
+            v.pool_recycle.flatten(),
+            "more than zero, or off",
+        ),
+        (&["connect_timeout"], v.connect_timeout, "more than zero"),
+        (&["network_timeout"], v.network_timeout, "more than zero"),
+    ];
+    for (settings, value, expected) in timeouts {
+        if value.is_some_and(|d| d.is_zero()) {
+            push(settings, "must be greater than zero".to_owned(), expected);
+        }
+    }
+    if let (Some(warning), Some(critical)) = (v.health_warning_percent, v.health_critical_percent)
+        && !(0.0 <= warning && warning <= critical && critical <= 100.0)
+    {
+        push(
+            &["health_warning_percent", "health_critical_percent"],
+            format!("health thresholds warning {warning} / critical {critical} are inconsistent"),
+            "0 <= warning <= critical <= 100",
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_values_skip_their_rules() {
+        assert!(check(&Values::default()).is_empty());
+        let v = Values {
+            pool_size: Some(0),
+            ..Values::default()
+        };
+        assert!(check(&v).is_empty(), "pool class unknown");
+    }
+
+    #[test]
+    fn every_rule_fires() {
+        let v = Values {
+            url: Some(" "),
+            null_pool: Some(false),
+            pool_size: Some(0),
+            min_idle: Some(1),
+            pool_timeout: Some(Duration::ZERO),
+            connect_timeout: Some(Duration::ZERO),
+            network_timeout: Some(Duration::ZERO),
+            pool_recycle: Some(Some(Duration::ZERO)),
+            health_warning_percent: Some(95.0),
+            health_critical_percent: Some(90.0),
+        };
+        let named: Vec<_> = check(&v).iter().map(Problem::setting).collect();
+        assert_eq!(
+            named,
+            [
+                "url",
+                "pool_size",
+                "min_idle",
+                "pool_timeout",
+                "pool_recycle",
+                "connect_timeout",
+                "network_timeout",
+                "health_warning_percent"
+            ]
+        );
+        let off = Values {
+            pool_recycle: Some(None),
+            health_warning_percent: Some(f64::NAN),
+            health_critical_percent: Some(90.0),
+            ..Values::default()
+        };
+        assert_eq!(check(&off).len(), 1, "NaN is inconsistent, off is fine");
+    }
+}

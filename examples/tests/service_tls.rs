@@ -51,5 +51,8 @@ async fn the_service_talks_tls_to_a_tls_only_server() {
     assert!(!rows.is_empty(), "the service has connections");
     assert!(rows.iter().all(|(ssl,)| *ssl), "all encrypted: {rows:?}");
     let log = svc.output();
-    assert!(!log.contains(":postgres@"), "no password in the log:\n{log}");
+    assert!(
+        !log.contains(":postgres@"),
+        "no password in the log:\n{log}"
+    );
 }

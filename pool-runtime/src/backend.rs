@@ -91,13 +91,13 @@ impl Backend for sqlx::Postgres {
                 crate::SslMode::VerifyFull => PgSslMode::VerifyFull,
             });
         }
-        Ok(options)
+        crate::tls::apply(options, settings)
     }
 
     fn connect(
         options: &Self::Options,
     ) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send + '_ {
-        options.connect()
+        crate::tls::connect(options)
     }
 
     async fn rollback_any(conn: &mut Self::Connection) -> Result<(), sqlx::Error> {

@@ -10,8 +10,10 @@ pub enum Error {
     /// `acquire` waited `pool_timeout` without getting a connection.
     #[error(transparent)]
     Timeout(Box<TimeoutError>),
-    /// Opening a connection failed.
-    #[error("could not connect to {url}: {}", sqlx_text(.source))]
+    /// Opening a connection failed: the URL (password masked) names the
+    /// user and host; the text says why, with the SQLSTATE for a refusal
+    /// by the server ([`connect_text`]).
+    #[error("could not connect to {url}: {}", connect_text(.source))]
     Connect {
         /// The URL, password masked.
         url: String,
@@ -180,6 +182,43 @@ impl From<Error> for sqlx::Error {
 /// reads "error with configuration: error with configuration: unknown
 /// value …"); the nested layers are dropped. Issue 10, pinned by
 /// `a_bad_url_parameter_is_reported_once` in backend.rs.
+/// Why a connect failed, in words a user can act on: a refusal by the
+/// server with its SQLSTATE (28P01 a wrong password or unknown user, 28000
+/// a `pg_hba.conf` rule; PostgreSQL tells a client no more), a TLS
+/// certificate problem named (unknown CA or another host), else sqlx's own
+/// text. Found by `tests/tls.rs`: sqlx printed "password authentication
+/// failed … at line 334" with no SQLSTATE.
+pub(crate) fn connect_text(err: &sqlx::Error) -> String {
+    if let sqlx::Error::Database(db) = err {
+        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+        let reason = match code.as_str() {
+            "28P01" => "authentication failed (wrong password, or no such user): ",
+            "28000" => "refused by the server's authentication rules (pg_hba.conf): ",
+            "3D000" => "no such database: ",
+            "53300" => "the server has no connection slots left: ",
+            "57P03" => "the server is starting up or shutting down: ",
+            _ => "",
+        };
+        return if code.is_empty() {
+            format!("{reason}{}", db.message())
+        } else {
+            format!("{reason}{} (SQLSTATE {code})", db.message())
+        };
+    }
+    let text = sqlx_text(err);
+    let hint = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        "the server's certificate is not signed by a CA this client trusts \
+         (sslrootcert, or the built-in roots): "
+    } else if text.contains("NotValidForName") {
+        "the server's certificate is not for this host name (sslmode=verify-full checks it): "
+    } else if text.contains("server does not support TLS") {
+        "the server does not accept TLS, and sslmode requires it: "
+    } else {
+        ""
+    };
+    format!("{hint}{text}")
+}
+
 pub(crate) fn sqlx_text(err: &sqlx::Error) -> String {
     let mut err = err;
     while let sqlx::Error::Configuration(inner) = err {

@@ -37,6 +37,8 @@ mod pool;
 pub mod registry;
 pub mod secret;
 mod settings;
+#[cfg(feature = "postgres")]
+mod tls;
 
 pub use backend::Backend;
 pub use error::{Error, SettingsProblems, TimeoutError};

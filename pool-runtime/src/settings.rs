@@ -231,6 +231,15 @@ pub struct PoolSettings {
     pub statement_timeout: Option<Duration>,
     /// PostgreSQL `sslmode`; `None` keeps the URL's own.
     pub sslmode: Option<SslMode>,
+    /// PEM file of the CA(s) that verify the server's certificate
+    /// (libpq's `sslrootcert`); `None` keeps the URL's own.
+    pub sslrootcert: Option<String>,
+    /// PEM file of a client certificate (libpq's `sslcert`), given with
+    /// [`sslkey`](Self::sslkey); `None` keeps the URL's own.
+    pub sslcert: Option<String>,
+    /// PEM file of the client certificate's key (libpq's `sslkey`); `None`
+    /// keeps the URL's own.
+    pub sslkey: Option<String>,
     /// Statements cached per connection (0 disables caching).
     pub statement_cache_capacity: usize,
     /// Health thresholds for [`Status`](crate::Status).
@@ -271,6 +280,9 @@ impl PoolSettings {
             application_name: None,
             statement_timeout: None,
             sslmode: None,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
             statement_cache_capacity: 100,
             health: HealthThresholds::default(),
             replicas: 1,
@@ -390,6 +402,12 @@ impl PoolSettingsBuilder {
         statement_timeout: Option<Duration>,
         /// See [`PoolSettings::sslmode`].
         sslmode: Option<SslMode>,
+        /// See [`PoolSettings::sslrootcert`].
+        sslrootcert: Option<String>,
+        /// See [`PoolSettings::sslcert`].
+        sslcert: Option<String>,
+        /// See [`PoolSettings::sslkey`].
+        sslkey: Option<String>,
         /// See [`PoolSettings::statement_cache_capacity`].
         statement_cache_capacity: usize,
         /// See [`PoolSettings::health`].
@@ -451,6 +469,9 @@ mod tests {
             application_name: _,
             statement_timeout: _,
             sslmode: _,
+            sslrootcert: _,
+            sslcert: _,
+            sslkey: _,
             statement_cache_capacity: _,
             health:
                 HealthThresholds {

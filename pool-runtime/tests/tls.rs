@@ -278,3 +278,87 @@ async fn client_certificates_authenticate() {
     eprintln!("{msg}");
     assert!(msg.contains("cert_app"), "{msg}");
 }
+
+/// libpq's `allow`: plaintext first, TLS when the server refuses it. sqlx
+/// alone only tries plaintext, so a TLS-only server was out of reach.
+#[tokio::test]
+async fn allow_reaches_a_tls_only_server_over_tls() {
+    let db = tls_server().create_database().await.unwrap();
+    let url = tls_params(&db.url(), &[("sslmode", "allow")]);
+    let pool: Pool<Postgres> = Pool::connect(settings(url, "tls_allow")).await.unwrap();
+    let _conn = pool.acquire().await.unwrap();
+    let rows = ssl_of(tls_server(), "tls_allow").await;
+    assert!(
+        !rows.is_empty() && rows.iter().all(|(ssl, _)| *ssl),
+        "{rows:?}"
+    );
+}
+
+/// libpq's `require` with a root certificate verifies the chain (as
+/// `verify-ca`); sqlx alone accepted any certificate.
+#[tokio::test]
+async fn require_with_a_root_certificate_checks_the_chain() {
+    let other = TestServer::builder()
+        .tls(Tls::Offered)
+        .start()
+        .expect("a second TLS server");
+    let db = tls_server().create_database().await.unwrap();
+    let url = tls_params(
+        &db.url(),
+        &[
+            ("sslmode", "require"),
+            (
+                "sslrootcert",
+                &other.ca_path().unwrap().display().to_string(),
+            ),
+        ],
+    );
+    let err = Pool::<Postgres>::connect(settings(url, "tls_require_ca"))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not signed by a CA this client trusts"),
+        "{msg}"
+    );
+}
+
+/// The files as settings (what `DB_SSLROOTCERT`, `DB_SSLCERT`,
+/// `DB_SSLKEY` set through the derive) instead of URL parameters.
+#[tokio::test]
+async fn tls_files_can_be_settings() {
+    let server = tls_server();
+    let db = server.create_database().await.unwrap();
+    let url = tls_params(&db.url(), &[("sslmode", "verify-full")]);
+    let mut s = settings(url.clone(), "tls_settings");
+    s.sslrootcert = Some(server.ca_path().unwrap().display().to_string());
+    let pool: Pool<Postgres> = Pool::connect(s).await.unwrap();
+    let _conn = pool.acquire().await.unwrap();
+    assert!(
+        ssl_of(server, "tls_settings")
+            .await
+            .iter()
+            .all(|(ssl, _)| *ssl)
+    );
+
+    // Without the CA, verify-full fails: the built-in roots don't know it.
+    let err = Pool::<Postgres>::connect(settings(url.clone(), "tls_no_root"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not signed by a CA"), "{err}");
+
+    // A missing file and an unpaired client certificate are named before
+    // any connect.
+    let mut s = settings(url.clone(), "tls_missing");
+    s.sslrootcert = Some("/nonexistent/ca.pem".into());
+    s.sslcert = Some(server.ca_path().unwrap().display().to_string());
+    let Err(Error::InvalidSettings(problems)) = Pool::<Postgres>::connect(s).await else {
+        panic!("expected InvalidSettings");
+    };
+    let msg = problems.to_string();
+    assert!(
+        msg.contains("sslrootcert: file /nonexistent/ca.pem does not exist")
+            && msg.contains("sslcert: is given without sslkey"),
+        "{msg}"
+    );
+}

@@ -295,6 +295,27 @@ pub const SETTINGS: &[Setting] = &[
         "PostgreSQL `sslmode`; off keeps the URL's own.",
     ),
     s(
+        "sslrootcert",
+        &["sslrootcert"],
+        Kind::OptText,
+        "",
+        "PEM file of the CA(s) to verify the server's certificate with (libpq's `sslrootcert`); unset keeps the URL's own.",
+    ),
+    s(
+        "sslcert",
+        &["sslcert"],
+        Kind::OptText,
+        "",
+        "PEM file of the client certificate (libpq's `sslcert`), with `sslkey`; unset keeps the URL's own.",
+    ),
+    s(
+        "sslkey",
+        &["sslkey"],
+        Kind::OptText,
+        "",
+        "PEM file of the client certificate's private key (libpq's `sslkey`); unset keeps the URL's own.",
+    ),
+    s(
         "statement_cache_capacity",
         &["statement_cache_capacity"],
         Kind::Count,

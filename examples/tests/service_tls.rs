@@ -1,8 +1,9 @@
 //! The service against a PostgreSQL that accepts only TLS with SCRAM
-//! passwords, as managed databases do: `DATABASE_URL` carries
-//! `sslmode=verify-full&sslrootcert=…` (the server's CA, made for this
-//! run), and the server reports every one of the service's connections as
-//! encrypted in `pg_stat_ssl`.
+//! passwords, as managed databases do: `APP_DB_SSLMODE=verify-full` and
+//! `APP_DB_SSLROOTCERT` (the server's CA, made for this run; the same
+//! works as `?sslmode=verify-full&sslrootcert=…` in `DATABASE_URL`), and
+//! the server reports every one of the service's connections as encrypted
+//! in `pg_stat_ssl`.
 
 mod support;
 
@@ -18,15 +19,17 @@ async fn the_service_talks_tls_to_a_tls_only_server() {
         .start()
         .expect("a TLS-only server (local backend)");
     let db = server.create_database().await.unwrap();
+    // The URL without its TLS parameters; they come from the service's
+    // own variables instead (the derive maps them to the settings).
     let url = db.url();
-    assert!(
-        url.contains("sslmode=verify-full") && url.contains("sslrootcert="),
-        "{url}"
-    );
+    let url = url.split_once('?').map_or(url.as_str(), |(base, _)| base);
+    let ca = server.ca_path().expect("the server's CA");
     let app = "pool-examples-tls";
     let svc = Launch::url(url)
         .env("APP_DB_POOL_SIZE", "2")
         .env("APP_DB_APPLICATION_NAME", app)
+        .env("APP_DB_SSLMODE", "verify-full")
+        .env("APP_DB_SSLROOTCERT", &ca.display().to_string())
         .start();
 
     let item: Value = svc
@@ -54,5 +57,17 @@ async fn the_service_talks_tls_to_a_tls_only_server() {
     assert!(
         !log.contains(":postgres@"),
         "no password in the log:\n{log}"
+    );
+
+    // The variable reaches the pool: a CA file that isn't there stops the
+    // service at start, naming the setting.
+    let (status, out) = Launch::url(url)
+        .env("APP_DB_SSLMODE", "verify-full")
+        .env("APP_DB_SSLROOTCERT", "/nonexistent/ca.pem")
+        .run_to_exit();
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("sslrootcert: file /nonexistent/ca.pem does not exist"),
+        "{out}"
     );
 }

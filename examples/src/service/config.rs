@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pool_runtime::{PoolConfig, Secret};
+use pool_runtime::{PoolConfig, Secret, SslMode};
 
 /// The example items service: its database pool and where it listens.
 #[derive(PoolConfig, Debug)]
@@ -47,6 +47,14 @@ pub struct ServiceConfig {
     /// `application_name` shown in PostgreSQL's pg_stat_activity.
     #[pool(default = "pool-examples")]
     pub application_name: Option<String>,
+    /// PostgreSQL sslmode: disable, allow, prefer, require, verify-ca or verify-full (unset: the URL's own, else prefer).
+    pub sslmode: Option<SslMode>,
+    /// PEM file of the CA that signed the server's certificate (RDS, Cloud SQL, Azure publish theirs); unset: the URL's own.
+    pub sslrootcert: Option<String>,
+    /// PEM file of a client certificate, for servers that authenticate by certificate (with APP_DB_SSLKEY).
+    pub sslcert: Option<String>,
+    /// PEM file of the client certificate's private key.
+    pub sslkey: Option<String>,
     /// Address the HTTP server binds; port 0 picks a free port (printed at start).
     #[pool(env = "SERVICE_ADDR", default = "127.0.0.1:8080", from_str)]
     pub addr: SocketAddr,

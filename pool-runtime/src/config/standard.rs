@@ -68,4 +68,10 @@ pub struct StandardPoolConfig {
     pub statement_timeout: Option<Duration>,
     /// PostgreSQL sslmode; unset keeps the URL's own.
     pub sslmode: Option<SslMode>,
+    /// PEM file of the CA(s) that verify the server (libpq's sslrootcert); unset keeps the URL's own.
+    pub sslrootcert: Option<String>,
+    /// PEM file of a client certificate (libpq's sslcert), with sslkey.
+    pub sslcert: Option<String>,
+    /// PEM file of the client certificate's key (libpq's sslkey).
+    pub sslkey: Option<String>,
 }

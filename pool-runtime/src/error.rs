@@ -21,6 +21,24 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// The server refused the pool's credentials (SQLSTATE class 28) at
+    /// the last connects; this checkout was not sent to it again. The next
+    /// connect is tried after `retry_in` (1 s, doubling, at most 30 s).
+    #[error(
+        "could not connect to {url}: {answer} (refused {streak} time(s) in a row; the next \
+         connect is tried in {:.1}s, meanwhile checkouts fail at once)",
+        .retry_in.as_secs_f64()
+    )]
+    CredentialsRefused {
+        /// The URL, password masked.
+        url: String,
+        /// The server's last answer.
+        answer: String,
+        /// Refusals in a row.
+        streak: u32,
+        /// Until the next connect.
+        retry_in: Duration,
+    },
     /// Opening a connection took longer than `connect_timeout`.
     #[error("connecting to {url} timed out after {timeout:?} (connect_timeout)")]
     ConnectTimeout {
@@ -168,6 +186,10 @@ impl From<Error> for sqlx::Error {
             Error::Timeout(_) | Error::ConnectTimeout { .. } => {
                 sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, err))
             }
+            Error::CredentialsRefused { .. } => sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                err,
+            )),
             Error::InvalidSettings(_)
             | Error::InvalidUrl { .. }
             | Error::DuplicatePoolName(_)

@@ -362,3 +362,76 @@ async fn tls_files_can_be_settings() {
         "{msg}"
     );
 }
+
+/// A wrong password under steady traffic: the server is asked once, then
+/// again after 1 s, 2 s, …; meanwhile checkouts fail at once with its last
+/// answer, and status says so. Once the server accepts the credentials
+/// (here: the role's password is changed to the one the pool has), the
+/// next attempt connects, with no restart.
+#[tokio::test]
+async fn repeated_refusals_are_answered_without_asking_the_server() {
+    let server = tls_server();
+    server.create_user("tls_refused", "the-real-one").await.unwrap();
+    let db = server.create_database().await.unwrap();
+    let url = with_query(&db.url(), |u| {
+        u.set_username("tls_refused").unwrap();
+        u.set_password(Some("an-old-one")).unwrap();
+    });
+    let pool: Pool<Postgres> = Pool::connect_lazy(settings(url, "tls_refused")).unwrap();
+    let asked = || {
+        server
+            .log_tail(2000)
+            .matches("password authentication failed for user \"tls_refused\"")
+            .count()
+    };
+    let mut refused_at_once = 0;
+    for _ in 0..20 {
+        match pool.acquire().await {
+            Err(Error::CredentialsRefused { answer, streak, .. }) => {
+                assert!(answer.contains("SQLSTATE 28P01"), "{answer}");
+                assert!(streak >= 1);
+                refused_at_once += 1;
+            }
+            Err(Error::Connect { .. }) => {}
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused_at_once >= 10, "{refused_at_once} of 20 answered from memory");
+    let times_asked = asked();
+    assert!(
+        (1..=3).contains(&times_asked),
+        "the server was asked {times_asked} times for 20 checkouts in ~0.5 s"
+    );
+    let status = pool.status();
+    assert_eq!(status.health, pool_runtime::Health::Critical, "{status:?}");
+    assert!(
+        status
+            .health_reasons
+            .iter()
+            .any(|r| r.contains("refused the pool's credentials")),
+        "{:?}",
+        status.health_reasons
+    );
+    assert!(status.database.credentials_refused.is_some());
+    let msg = format!("{status:?} {}", serde_json::to_string(&status).unwrap());
+    assert!(!msg.contains("an-old-one") && !msg.contains("the-real-one"));
+
+    // The server now accepts the pool's password: within the back-off
+    // (at most 30 s, here a few seconds) a checkout connects.
+    let mut admin = server.connect_admin().await.unwrap();
+    sqlx::raw_sql("ALTER ROLE tls_refused PASSWORD 'an-old-one'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        match pool.acquire().await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "never recovered: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(pool.status().database.credentials_refused, None);
+    pool.close().await;
+}

@@ -8,12 +8,22 @@
 //! does not decay: "the database cannot be reached" (the last connect
 //! failed and no connection was verified since) lasts until a connect or a
 //! ping succeeds.
+//!
+//! Credentials the server refused (SQLSTATE class 28: a wrong password, an
+//! unknown user, a `pg_hba.conf` rule) are not asked again at every
+//! checkout: the next connect waits 1 s, then 2, 4, 8, 16 and at most
+//! [`REFUSAL_MAX`]; meanwhile checkouts fail at once with the server's
+//! last answer, and one connect at a time tries again when the wait ends.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How long a trouble or a timeout counts toward health.
 pub const RECENT: Duration = Duration::from_secs(10);
+
+/// The longest wait between connects after the server refused the
+/// credentials (a fixed password is picked up within this).
+pub const REFUSAL_MAX: Duration = Duration::from_secs(30);
 
 /// At most this many events are remembered per kind (a storm of failures
 /// must not grow memory); counts saturate there.
@@ -94,6 +104,27 @@ pub(crate) struct Signals {
     troubles: Recent<Trouble>,
     timeouts: Recent<()>,
     last_error: Option<(Instant, Trouble, String)>,
+    refusal: Option<Refusal>,
+}
+
+/// The server refused the credentials `streak` times in a row; no connect
+/// before `until`.
+#[derive(Clone, Debug)]
+struct Refusal {
+    streak: u32,
+    until: Instant,
+    answer: String,
+}
+
+/// Why a connect is not tried now: the server's last refusal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HeldOff {
+    /// The server's answer (no password in it).
+    pub answer: String,
+    /// Refusals in a row.
+    pub streak: u32,
+    /// Until the next attempt.
+    pub retry_in: Duration,
 }
 
 /// The database as the pool has seen it, in [`Status`](crate::Status).
@@ -104,6 +135,12 @@ pub struct DatabaseStatus {
     pub reachable: bool,
     /// Connects that failed in a row; 0 once one succeeds.
     pub consecutive_connect_failures: u32,
+    /// While the server refuses the credentials (SQLSTATE class 28): how
+    /// many times in a row, and seconds until the next connect is tried;
+    /// checkouts fail at once meanwhile.
+    pub credentials_refused: Option<u32>,
+    /// Seconds until the next connect while credentials are refused.
+    pub next_connect_in_seconds: Option<f64>,
     /// Failed connects in the last 10 s.
     pub recent_connect_failures: u32,
     /// Failed pings in the last 10 s.
@@ -124,6 +161,38 @@ impl Signals {
         self.last_verified = Some(now);
         self.connect_failing_since = None;
         self.consecutive_connect_failures = 0;
+        self.refusal = None;
+    }
+
+    /// The server refused the credentials: the next connect waits 1, 2, 4
+    /// … s, at most [`REFUSAL_MAX`].
+    pub(crate) fn refused(&mut self, now: Instant, answer: String) {
+        let streak = self.refusal.as_ref().map_or(0, |r| r.streak) + 1;
+        let wait = Duration::from_secs(1 << (streak - 1).min(5)).min(REFUSAL_MAX);
+        self.refusal = Some(Refusal {
+            streak,
+            until: now + wait,
+            answer,
+        });
+    }
+
+    /// Whether a connect may go to the server now. While refused and
+    /// waiting: no, with the last answer. When the wait is over: yes, for
+    /// this caller only (the others wait on until its answer comes).
+    pub(crate) fn may_connect(&mut self, now: Instant) -> Result<(), HeldOff> {
+        let Some(r) = &mut self.refusal else {
+            return Ok(());
+        };
+        if now >= r.until {
+            // This attempt's answer sets the next wait; hold others meanwhile.
+            r.until = now + REFUSAL_MAX;
+            return Ok(());
+        }
+        Err(HeldOff {
+            answer: r.answer.clone(),
+            streak: r.streak,
+            retry_in: r.until - now,
+        })
     }
 
     pub(crate) fn pinged(&mut self, now: Instant) {
@@ -191,9 +260,13 @@ impl Signals {
             .last_error
             .as_ref()
             .filter(|(at, _, _)| unreachable || now.saturating_duration_since(*at) < RECENT);
+        let refusal = self.refusal.as_ref();
         DatabaseStatus {
             reachable: !unreachable,
             consecutive_connect_failures: self.consecutive_connect_failures,
+            credentials_refused: refusal.map(|r| r.streak),
+            next_connect_in_seconds: refusal
+                .map(|r| r.until.saturating_duration_since(now).as_secs_f64()),
             recent_connect_failures: count(Trouble::ConnectFailed),
             recent_ping_failures: count(Trouble::PingFailed),
             recent_connections_lost: count(Trouble::ConnectionLost),
@@ -339,5 +412,39 @@ mod tests {
             assert!(s.probe_due(at(t0, last + wait), interval), "{failure}");
             last += wait;
         }
+    }
+
+    #[test]
+    fn refused_credentials_hold_connects_off_with_a_growing_wait() {
+        let t0 = Instant::now();
+        let mut s = Signals::default();
+        assert_eq!(s.may_connect(t0), Ok(()));
+        s.refused(t0, "password authentication failed".into());
+        let held = s.may_connect(at(t0, 0.5)).unwrap_err();
+        assert_eq!(
+            (held.streak, held.retry_in),
+            (1, Duration::from_millis(500))
+        );
+        assert_eq!(held.answer, "password authentication failed");
+        // After 1 s one caller may try; the others are held meanwhile.
+        assert_eq!(s.may_connect(at(t0, 1.0)), Ok(()));
+        assert!(s.may_connect(at(t0, 1.1)).is_err());
+        s.refused(at(t0, 1.2), "password authentication failed".into());
+        assert_eq!(
+            s.may_connect(at(t0, 1.2)).unwrap_err().retry_in,
+            Duration::from_secs(2)
+        );
+        for _ in 0..10 {
+            s.refused(t0, "x".into());
+        }
+        let status = s.summary(t0);
+        assert_eq!(status.credentials_refused, Some(12));
+        assert_eq!(
+            status.next_connect_in_seconds,
+            Some(REFUSAL_MAX.as_secs_f64())
+        );
+        s.connected(at(t0, 40.0));
+        assert_eq!(s.may_connect(at(t0, 40.0)), Ok(()));
+        assert_eq!(s.summary(at(t0, 40.0)).credentials_refused, None);
     }
 }

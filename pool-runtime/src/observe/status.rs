@@ -283,6 +283,12 @@ impl Status {
         if self.closed {
             critical.push("the pool is closed".to_owned());
         }
+        if let (Some(streak), Some(next)) = (db.credentials_refused, db.next_connect_in_seconds) {
+            critical.push(format!(
+                "the database refused the pool's credentials {streak} time(s) in a row; \
+                 checkouts fail at once until the next connect in {next:.1} s"
+            ));
+        }
         if !db.reachable {
             critical.push(format!(
                 "the database cannot be reached: the last {} connect attempt(s) failed and no \

@@ -65,6 +65,15 @@ pub(crate) async fn idle<DB: Backend>(reservation: Reservation<&Shared<DB>>) -> 
 /// also reads the server's limits for status advice.
 pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Connection, Error> {
     let settings = &shared.settings;
+    let held = shared.lock().signals.may_connect(Instant::now());
+    if let Err(held) = held {
+        return Err(Error::CredentialsRefused {
+            url: shared.url.clone(),
+            answer: held.answer,
+            streak: held.streak,
+            retry_in: held.retry_in,
+        });
+    }
     let connect =
         tokio::time::timeout(settings.connect_timeout, DB::connect(&shared.options)).await;
     let error = match connect {
@@ -96,10 +105,17 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
             timeout: settings.connect_timeout,
         },
     };
-    shared
-        .lock()
-        .signals
-        .trouble(Instant::now(), Trouble::ConnectFailed, error.to_string());
+    {
+        let mut st = shared.lock();
+        let now = Instant::now();
+        st.signals
+            .trouble(now, Trouble::ConnectFailed, error.to_string());
+        if let Error::Connect { source, .. } = &error
+            && credentials_refused(source)
+        {
+            st.signals.refused(now, crate::error::connect_text(source));
+        }
+    }
     shared.metrics.connect_errors.increment(1);
     // `Pool::connect` returns its own first failure to its caller: logged
     // here too, a service printed it twice at start.
@@ -107,4 +123,11 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
         tracing::warn!(target: "pool_runtime::events", pool = %settings.name, error = %error, "connect failed");
     }
     Err(error)
+}
+
+/// SQLSTATE class 28 (invalid authorization): the same credentials get the
+/// same answer, so they are not sent again at once (tests/tls.rs,
+/// `repeated_refusals_are_answered_without_asking_the_server`).
+fn credentials_refused(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("28")))
 }

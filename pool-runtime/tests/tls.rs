@@ -371,7 +371,10 @@ async fn tls_files_can_be_settings() {
 #[tokio::test]
 async fn repeated_refusals_are_answered_without_asking_the_server() {
     let server = tls_server();
-    server.create_user("tls_refused", "the-real-one").await.unwrap();
+    server
+        .create_user("tls_refused", "the-real-one")
+        .await
+        .unwrap();
     let db = server.create_database().await.unwrap();
     let url = with_query(&db.url(), |u| {
         u.set_username("tls_refused").unwrap();
@@ -397,7 +400,10 @@ async fn repeated_refusals_are_answered_without_asking_the_server() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(refused_at_once >= 10, "{refused_at_once} of 20 answered from memory");
+    assert!(
+        refused_at_once >= 10,
+        "{refused_at_once} of 20 answered from memory"
+    );
     let times_asked = asked();
     assert!(
         (1..=3).contains(&times_asked),

@@ -463,10 +463,23 @@ pub(crate) fn free_port() -> Result<u16> {
 }
 
 /// Parent of the temp dirs: `POOL_TESTKIT_TMPDIR`, else the system temp dir.
+///
+/// By default `/dev/shm` where it is a writable directory: the data is
+/// thrown away anyway, and on this project's CI disk `CREATE DATABASE …
+/// TEMPLATE` took 225 ms there against 10 ms in memory (measured for the
+/// attribute's per-test setup goal, `tests/attr_setup_time.rs`). Else the
+/// temp dir.
 pub(crate) fn temp_parent() -> PathBuf {
-    std::env::var_os("POOL_TESTKIT_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
+    if let Some(dir) = std::env::var_os("POOL_TESTKIT_TMPDIR") {
+        return PathBuf::from(dir);
+    }
+    let shm = Path::new("/dev/shm");
+    let writable = std::fs::metadata(shm).is_ok_and(|m| m.is_dir() && !m.permissions().readonly());
+    if writable {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 /// When running as root: uid and gid of the `postgres` user, which initdb

@@ -126,8 +126,8 @@ fn field(f: &Field, prefix: &str, errors: &mut Errors) -> Resolved {
             errors.at(p.span, "a field `prefix` only applies to #[pool(flatten)] fields; use `env` to name a variable");
         }
     }
-    if let Some(span) = f.flatten {
-        flatten_conflicts(f, span, errors);
+    if f.flatten.is_some() {
+        flatten_conflicts(f, errors);
         return Resolved {
             key,
             full,
@@ -138,9 +138,10 @@ fn field(f: &Field, prefix: &str, errors: &mut Errors) -> Resolved {
     }
     let assert_redacted = f.secret.is_some() && secret_type(f, errors);
     let setting = setting_of(f, errors);
-    if let (Some(from_str), Some(r)) = (f.from_str, &f.range) {
+    if f.from_str.is_some()
+        && let Some(r) = &f.range
+    {
         errors.over(&r.tokens, "`range` is not supported with `from_str`");
-        let _ = from_str;
     }
     let kind = if f.from_str.is_some() {
         Kind::Other
@@ -209,7 +210,7 @@ fn secret_type(f: &Field, errors: &mut Errors) -> bool {
     }
 }
 
-fn flatten_conflicts(f: &Field, span: Span, errors: &mut Errors) {
+fn flatten_conflicts(f: &Field, errors: &mut Errors) {
     let mut conflicts: Vec<(&str, Span)> = Vec::new();
     if let Some(e) = &f.env {
         conflicts.push(("env", e.span));
@@ -237,7 +238,6 @@ fn flatten_conflicts(f: &Field, span: Span, errors: &mut Errors) {
     for (k, s) in conflicts {
         errors.at(s, format!("`{k}` cannot be combined with `flatten`: a flattened struct configures its own fields"));
     }
-    let _ = span;
 }
 
 fn setting_of(f: &Field, errors: &mut Errors) -> Option<&'static str> {

@@ -31,7 +31,7 @@ pub struct EnvVarDoc {
     pub required: bool,
     /// The base default (redacted for secrets).
     pub default: Option<String>,
-    /// Defaults of the development, test and production profiles.
+    /// Default of the development profile.
     pub development: Option<String>,
     /// Default of the test profile.
     pub test: Option<String>,

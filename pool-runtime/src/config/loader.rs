@@ -224,7 +224,6 @@ impl<'a> Loader<'a> {
         Ok(spec.defaults[0].map(|d| (d, ValueSource::Default)))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn read<T>(
         &mut self,
         spec: &'static FieldSpec,

@@ -109,9 +109,8 @@ impl EnvSource {
             .chain(self.not_unicode.iter().map(String::as_str))
     }
 
-    /// `"env"` for the process environment, `"map"` otherwise: how a
-    /// value's source is named in errors.
-    pub fn kind(&self) -> &'static str {
+    /// `"env"` for the process environment, `"map"` otherwise (its `Debug`).
+    fn kind(&self) -> &'static str {
         if self.kind.is_empty() {
             "map"
         } else {

@@ -368,7 +368,7 @@ impl<C> Ledger<C> {
 
     /// The counts agree with each other and with the caps.
     #[cfg(test)]
-    pub(crate) fn check_invariants(&self, pool_size: u32, capacity: u32) {
+    pub(crate) fn check_invariants(&self, capacity: u32) {
         let idle = self.idle.len() as u32;
         assert_eq!(
             self.open,
@@ -382,7 +382,6 @@ impl<C> Ledger<C> {
         );
         // Beyond pool_size only while kept for waiters, until `trim`.
         assert!(idle <= capacity, "idle {idle} over capacity {capacity}");
-        let _ = pool_size;
         assert_eq!(
             self.holders.len() as u32,
             self.checked_out,
@@ -442,7 +441,7 @@ mod model {
         fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger<u32>) -> R) -> R {
             let mut ledger = self.ledger.lock().unwrap();
             let out = f(&mut ledger);
-            ledger.check_invariants(POOL_SIZE, CAPACITY);
+            ledger.check_invariants(CAPACITY);
             if ledger.waiting == 0 {
                 assert_eq!(
                     self.handed_off.load(Ordering::Acquire),
@@ -607,7 +606,7 @@ mod model {
         let mut ledger = model.ledger.lock().unwrap();
         // Connections kept for waiters go once nobody waits.
         drop(ledger.trim(POOL_SIZE));
-        ledger.check_invariants(POOL_SIZE, CAPACITY);
+        ledger.check_invariants(CAPACITY);
         assert!(
             ledger.idle.len() as u32 <= POOL_SIZE,
             "idle beyond pool_size after trim"

@@ -11,6 +11,7 @@ use syn::{FnArg, ItemFn, Type};
 
 use crate::parse::{Errors, Migrations, Options, PoolArg, PoolValue};
 use pool_settings::suggest::did_you_mean;
+use pool_settings::table::Kind;
 
 /// What the expansion needs, resolved.
 pub struct Plan {
@@ -30,62 +31,25 @@ pub struct Plan {
     pub topology: crate::topology::Topology,
 }
 
-#[derive(Clone, Copy)]
-enum ValueKind {
-    Count,
-    Flag,
-    Duration,
-    /// A duration or "off".
-    OptDuration,
-    Class,
-    Reset,
-}
-
-/// `pool(...)` keys: accepted names (short first), the `PoolSettings` field.
-const POOL_KEYS: &[(&[&str], &str, ValueKind)] = &[
-    (&["size", "pool_size"], "pool_size", ValueKind::Count),
-    (
-        &["overflow", "max_overflow"],
-        "max_overflow",
-        ValueKind::Count,
-    ),
-    (
-        &["timeout", "pool_timeout"],
-        "pool_timeout",
-        ValueKind::Duration,
-    ),
-    (
-        &["recycle", "pool_recycle"],
-        "pool_recycle",
-        ValueKind::OptDuration,
-    ),
-    (
-        &["pre_ping", "pool_pre_ping"],
-        "pool_pre_ping",
-        ValueKind::Flag,
-    ),
-    (&["pre_ping_bypass"], "pre_ping_bypass", ValueKind::Duration),
-    (&["class", "pool_class"], "pool_class", ValueKind::Class),
-    (
-        &["reset", "reset_on_return"],
-        "reset_on_return",
-        ValueKind::Reset,
-    ),
-    (&["lifo", "pool_use_lifo"], "pool_use_lifo", ValueKind::Flag),
-    (&["min_idle"], "min_idle", ValueKind::Count),
-    (&["connect_timeout"], "connect_timeout", ValueKind::Duration),
-    (&["network_timeout"], "network_timeout", ValueKind::Duration),
-    (
-        &["leak_threshold"],
-        "leak_threshold",
-        ValueKind::OptDuration,
-    ),
-    (
-        &["statement_timeout"],
-        "statement_timeout",
-        ValueKind::OptDuration,
-    ),
-    (&["echo", "echo_pool"], "echo_pool", ValueKind::Flag),
+/// `pool(...)` keys: the short names the attribute accepts, then the
+/// setting's own name; its type, spellings and duration grammar come from
+/// the one settings table (`pool_settings::table`).
+const POOL_KEYS: &[(&str, &str)] = &[
+    ("size", "pool_size"),
+    ("overflow", "max_overflow"),
+    ("timeout", "pool_timeout"),
+    ("recycle", "pool_recycle"),
+    ("pre_ping", "pool_pre_ping"),
+    ("pre_ping_bypass", "pre_ping_bypass"),
+    ("class", "pool_class"),
+    ("reset", "reset_on_return"),
+    ("lifo", "pool_use_lifo"),
+    ("min_idle", "min_idle"),
+    ("connect_timeout", "connect_timeout"),
+    ("network_timeout", "network_timeout"),
+    ("leak_threshold", "leak_threshold"),
+    ("statement_timeout", "statement_timeout"),
+    ("echo", "echo_pool"),
 ];
 
 const PROFILES: &[(&str, &str)] = &[
@@ -263,12 +227,13 @@ fn sql_files(dir: &Path) -> Vec<String> {
 }
 
 fn pool_setting(arg: &PoolArg, errors: &mut Errors) -> Option<TokenStream> {
-    let Some((_, field, kind)) = POOL_KEYS
+    let found = POOL_KEYS
         .iter()
-        .find(|(names, _, _)| names.contains(&arg.key.as_str()))
-    else {
-        let names = POOL_KEYS.iter().flat_map(|(n, _, _)| n.iter().copied());
-        let short: Vec<&str> = POOL_KEYS.iter().map(|(n, _, _)| n[0]).collect();
+        .find(|(short, name)| arg.key == *short || arg.key == *name)
+        .and_then(|(_, name)| pool_settings::table::find(name));
+    let Some(setting) = found else {
+        let names = POOL_KEYS.iter().flat_map(|(s, n)| [*s, *n]);
+        let short: Vec<&str> = POOL_KEYS.iter().map(|(s, _)| *s).collect();
         errors.at(
             arg.key_span,
             format!(
@@ -280,12 +245,12 @@ fn pool_setting(arg: &PoolArg, errors: &mut Errors) -> Option<TokenStream> {
         );
         return None;
     };
-    let field = syn::Ident::new(field, Span::call_site());
-    let value = pool_value(arg, *kind, errors)?;
+    let field = syn::Ident::new(setting.name, Span::call_site());
+    let value = pool_value(arg, setting.kind, errors)?;
     Some(quote!(settings.#field = #value;))
 }
 
-fn pool_value(arg: &PoolArg, kind: ValueKind, errors: &mut Errors) -> Option<TokenStream> {
+fn pool_value(arg: &PoolArg, kind: Kind, errors: &mut Errors) -> Option<TokenStream> {
     let bad = |errors: &mut Errors, expected: &str| {
         errors.at(
             arg.value_span,
@@ -295,64 +260,61 @@ fn pool_value(arg: &PoolArg, kind: ValueKind, errors: &mut Errors) -> Option<Tok
     };
     let p = quote!(::core::option::Option);
     match (kind, &arg.value) {
-        (ValueKind::Count, PoolValue::Int(n)) => match u32::try_from(*n) {
+        (Kind::Count, PoolValue::Int(n)) => match u32::try_from(*n) {
             Ok(n) => Some(quote!(#n)),
             Err(_) => bad(errors, "a count up to 4294967295"),
         },
-        (ValueKind::Count, _) => bad(errors, "a count such as 5"),
-        (ValueKind::Flag, PoolValue::Bool(b)) => Some(quote!(#b)),
-        (ValueKind::Flag, _) => bad(errors, "`true` or `false`"),
-        (ValueKind::Duration, PoolValue::Str(s)) => match duration(s) {
+        (Kind::Count, _) => bad(errors, "a count such as 5"),
+        (Kind::Bool, PoolValue::Bool(b)) => Some(quote!(#b)),
+        (Kind::Bool, _) => bad(errors, "`true` or `false`"),
+        (Kind::Duration, PoolValue::Str(s)) => match duration(s) {
             Some(d) => Some(d),
             None => bad(
                 errors,
                 &format!("a duration such as \"2s\" or \"500ms\", not \"{s}\""),
             ),
         },
-        (ValueKind::OptDuration, PoolValue::Str(s)) if matches!(s.as_str(), "off" | "none") => {
+        (Kind::OptDuration, PoolValue::Str(s)) if pool_settings::duration::is_off(s) => {
             Some(quote!(#p::None))
         }
-        (ValueKind::OptDuration, PoolValue::Str(s)) => match duration(s) {
+        (Kind::OptDuration, PoolValue::Str(s)) => match duration(s) {
             Some(d) => Some(quote!(#p::Some(#d))),
             None => bad(
                 errors,
                 &format!("a duration such as \"2s\", or \"off\", not \"{s}\""),
             ),
         },
-        (ValueKind::Duration | ValueKind::OptDuration, _) => {
+        (Kind::Duration | Kind::OptDuration, _) => {
             bad(errors, "a duration in a string, such as \"2s\"")
         }
-        (ValueKind::Class, PoolValue::Str(s)) => match s.as_str() {
-            "queue" => Some(quote!(__pool_testkit_private::PoolClass::Queue)),
-            "null" => Some(quote!(__pool_testkit_private::PoolClass::Null)),
-            other => bad(
-                errors,
-                &format!(
-                    "\"queue\" or \"null\", not \"{other}\"{}",
-                    did_you_mean(other, ["queue", "null"])
-                ),
-            ),
+        (Kind::Enum(spec), PoolValue::Str(s)) => match spec.parse(s) {
+            // Checked here; the run time's `FromStr` reads the same table.
+            Some(i) => {
+                let canonical = spec.variants[i][0];
+                Some(quote!(::core::str::FromStr::from_str(#canonical)
+                    .expect("a spelling from the settings table")))
+            }
+            None => {
+                let quoted: Vec<String> = spec.canonical().map(|c| format!("\"{c}\"")).collect();
+                let listed = match quoted.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} or {last}", rest.join(", "))
+                    }
+                    _ => quoted.join(""),
+                };
+                bad(
+                    errors,
+                    &format!("{listed}, not \"{s}\"{}", did_you_mean(s, spec.canonical())),
+                )
+            }
         },
-        (ValueKind::Reset, PoolValue::Str(s)) => match s.as_str() {
-            "rollback" => Some(quote!(__pool_testkit_private::ResetOnReturn::Rollback)),
-            "rollback_always" => Some(quote!(
-                __pool_testkit_private::ResetOnReturn::RollbackAlways
-            )),
-            "none" => Some(quote!(__pool_testkit_private::ResetOnReturn::None)),
-            other => bad(
-                errors,
-                &format!(
-                    "\"rollback\", \"rollback_always\" or \"none\", not \"{other}\"{}",
-                    did_you_mean(other, ["rollback", "rollback_always", "none"])
-                ),
-            ),
-        },
-        (ValueKind::Class | ValueKind::Reset, _) => bad(errors, "a string"),
+        (Kind::Enum(_), _) => bad(errors, "a string"),
+        (other, _) => bad(errors, &format!("a value of kind {other:?}")),
     }
 }
 
 fn duration(text: &str) -> Option<TokenStream> {
-    let d = humantime::parse_duration(text.trim()).ok()?;
+    let d = pool_settings::duration::parse_duration(text).ok()?;
     let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
     Some(quote!(::core::time::Duration::new(#secs, #nanos)))
 }

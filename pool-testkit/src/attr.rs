@@ -22,7 +22,6 @@ use crate::fixtures::unique_app_name;
 use crate::{Cluster, PgBouncer, ServerKind, TestDatabase, TestServer, try_shared_server};
 
 pub use crate::PoolMode;
-pub use pool_runtime::{PoolClass, ResetOnReturn};
 
 /// One fixture file, included at compile time (edits rebuild the test).
 #[derive(Debug)]

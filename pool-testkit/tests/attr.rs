@@ -376,3 +376,14 @@ async fn a_pgbouncer_option_puts_the_pool_behind_pgbouncer(
     let backends = bouncer.server_backends(server).await.unwrap();
     assert_eq!(backends.len(), 1, "{backends:?}");
 }
+
+/// `pool(class = "null")`: spelled as the settings table spells it, and a
+/// NullPool seen from the server: a returned connection closes.
+#[pool_testkit::test(migrations = false, pool(class = "null", reset = "rollback_always"))]
+async fn enum_pool_options_reach_the_pool(pool: Pool<Postgres>, server: &TestServer) {
+    let app = pool.settings().application_name.clone().unwrap();
+    let conn = pool.acquire().await.unwrap();
+    pool_testkit::assert::eventually_connections(server, &app, 1, Duration::from_secs(10)).await;
+    drop(conn);
+    pool_testkit::assert::eventually_connections(server, &app, 0, Duration::from_secs(10)).await;
+}

@@ -77,6 +77,17 @@ async fn ssl_of(server: &TestServer, app: &str) -> Vec<(bool, Option<String>)> {
     rows
 }
 
+/// The user a pool on `url` is logged in as.
+async fn current_user(url: String, app: &str) -> String {
+    let pool = Pool::<Postgres>::connect(settings(url, app)).await.unwrap();
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    user
+}
+
 async fn hold_three_and_check(url: String, app: &str) {
     let server = tls_server();
     let pool: Pool<Postgres> = Pool::connect(settings(url, app)).await.unwrap();
@@ -193,15 +204,7 @@ async fn a_wrong_password_fails_at_once_naming_the_user() {
         u.set_username("tls_app").unwrap();
         u.set_password(Some("right-horse")).unwrap();
     });
-    let pool = Pool::<Postgres>::connect(settings(url, "tls_right_password"))
-        .await
-        .unwrap();
-    let user: String = sqlx::query_scalar("SELECT current_user::text")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(user, "tls_app");
-    pool.close().await;
+    assert_eq!(current_user(url, "tls_right_password").await, "tls_app");
 }
 
 #[tokio::test]
@@ -253,15 +256,7 @@ async fn client_certificates_authenticate() {
             ("sslkey", &key.display().to_string()),
         ],
     );
-    let pool = Pool::<Postgres>::connect(settings(url.clone(), "tls_cert"))
-        .await
-        .unwrap();
-    let user: String = sqlx::query_scalar("SELECT current_user::text")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(user, "cert_app");
-    pool.close().await;
+    assert_eq!(current_user(url.clone(), "tls_cert").await, "cert_app");
 
     let without = with_query(&url, |u| {
         let kept: Vec<(String, String)> = u

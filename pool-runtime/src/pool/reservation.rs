@@ -14,8 +14,6 @@
 //! Like the ledger it is free of I/O and generic over the pool
 //! ([`Capacity`]), so the loom model in `ledger.rs` drives this very code.
 
-use std::sync::Arc;
-
 use super::ledger::{Checkout, ConnMeta, Ledger, Order, Site};
 use crate::CloseReason;
 
@@ -34,24 +32,14 @@ pub(crate) trait Capacity {
     fn wake_closer(&self);
 }
 
-impl<T: Capacity + ?Sized> Capacity for &T {
-    type Conn = T::Conn;
-    fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger<Self::Conn>) -> R) -> R {
-        (**self).with_ledger(f)
-    }
-    fn hand_off(&self) {
-        (**self).hand_off();
-    }
-    fn take_handed_off(&self) -> bool {
-        (**self).take_handed_off()
-    }
-    fn wake_closer(&self) {
-        (**self).wake_closer();
-    }
-}
-
-impl<T: Capacity + ?Sized> Capacity for Arc<T> {
-    type Conn = T::Conn;
+/// Handles (`&Shared`, `Arc<Shared>`) are capacities through what they
+/// point at.
+impl<P> Capacity for P
+where
+    P: std::ops::Deref,
+    P::Target: Capacity,
+{
+    type Conn = <P::Target as Capacity>::Conn;
     fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger<Self::Conn>) -> R) -> R {
         (**self).with_ledger(f)
     }

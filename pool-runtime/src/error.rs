@@ -12,7 +12,7 @@ pub enum Error {
     Timeout(Box<TimeoutError>),
     /// Opening a connection failed: the URL (password masked) names the
     /// user and host; the text says why, with the SQLSTATE for a refusal
-    /// by the server ([`connect_text`]).
+    /// by the server.
     #[error("could not connect to {url}: {}", connect_text(.source))]
     Connect {
         /// The URL, password masked.

@@ -7,13 +7,14 @@
 
 mod support;
 
-use pool_testkit::{Auth, TestServer, Tls};
+use pool_testkit::{Auth, ServerKind, TestServer, Tls};
 use serde_json::{Value, json};
 use support::Launch;
 
 #[tokio::test]
 async fn the_service_talks_tls_to_a_tls_only_server() {
     let server = TestServer::builder()
+        .backend(ServerKind::Local)
         .tls(Tls::Required)
         .auth(Auth::Scram)
         .start()

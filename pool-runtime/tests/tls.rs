@@ -9,15 +9,17 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pool_runtime::{Error, Pool, PoolSettings};
-use pool_testkit::{Auth, TestServer, Tls};
+use pool_testkit::{Auth, ServerKind, TestServer, Tls};
 use sqlx::Postgres;
 use url::Url;
 
-/// TLS only, SCRAM passwords: what managed databases look like.
+/// TLS only, SCRAM passwords: what managed databases look like. Local
+/// binaries (the kit's own tests/tls.rs covers Docker too).
 fn tls_server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         TestServer::builder()
+            .backend(ServerKind::Local)
             .tls(Tls::Required)
             .auth(Auth::Scram)
             .start()
@@ -142,6 +144,7 @@ async fn plaintext_is_refused_by_a_tls_only_server() {
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_refused() {
     let other = TestServer::builder()
+        .backend(ServerKind::Local)
         .tls(Tls::Offered)
         .start()
         .expect("a second TLS server");
@@ -233,6 +236,7 @@ async fn an_unknown_user_fails_naming_the_user() {
 #[tokio::test]
 async fn client_certificates_authenticate() {
     let server = TestServer::builder()
+        .backend(ServerKind::Local)
         .tls(Tls::Required)
         .auth(Auth::ClientCert)
         .start()
@@ -294,6 +298,7 @@ async fn allow_reaches_a_tls_only_server_over_tls() {
 #[tokio::test]
 async fn require_with_a_root_certificate_checks_the_chain() {
     let other = TestServer::builder()
+        .backend(ServerKind::Local)
         .tls(Tls::Offered)
         .start()
         .expect("a second TLS server");

@@ -24,6 +24,7 @@ use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, ContainerRequest, GenericImage, ImageExt};
 
 use crate::cleanup::{self, Resource};
+use crate::tls::{self, Auth, Security, TestCa};
 use crate::util::{self, Owner};
 use crate::{Error, Result};
 
@@ -46,6 +47,15 @@ pub(crate) struct DockerServer {
     container: Mutex<Option<Container<GenericImage>>>,
     id: String,
     port: u16,
+    /// A TLS server's CA and the host dir with its certificate for clients.
+    tls: Option<DockerTls>,
+}
+
+/// The host side of a TLS container: its CA (for client certificates) and
+/// a directory with the CA certificate, removed with the server.
+struct DockerTls {
+    ca: Box<TestCa>,
+    dir: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for DockerServer {
@@ -58,17 +68,76 @@ impl std::fmt::Debug for DockerServer {
 }
 
 impl DockerServer {
-    /// Starts a container of `image` with `-c key=value` for each setting.
-    pub fn start(
+    /// Starts a container of `image` with `-c key=value` for each setting,
+    /// and with `security`'s TLS and authentication rules: the
+    /// certificates (from a CA made here) and an init script are copied
+    /// into the container, which the entry point runs once after initdb.
+    pub fn start_secured(
         image: &str,
         settings: &[(String, String)],
         user: &str,
         password: &str,
+        security: Security,
+    ) -> Result<Self> {
+        const STAGED: &str = "/etc/pool-testkit-tls";
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut tls = None;
+        if security != Security::default() {
+            let ca = TestCa::new()?;
+            let (cert, key) = ca.server_pair()?;
+            let dir = tempfile::Builder::new()
+                .prefix("pool-testkit-tls-")
+                .tempdir_in(crate::local::temp_parent())
+                .map_err(|e| Error::io("creating a TLS dir", e))?;
+            tls::write(&dir.path().join(tls::CA_CERT), ca.cert_pem())?;
+            if security.auth == Auth::ClientCert {
+                ca.write_client_files(dir.path(), user)?;
+            }
+            files.push((format!("{STAGED}/{}", tls::CA_CERT), ca.cert_pem().into()));
+            files.push((format!("{STAGED}/{}", tls::SERVER_CERT), cert.into_bytes()));
+            files.push((format!("{STAGED}/{}", tls::SERVER_KEY), key.into_bytes()));
+            files.push((
+                "/docker-entrypoint-initdb.d/pool-testkit-tls.sh".into(),
+                tls::docker_init_script(security, STAGED).into_bytes(),
+            ));
+            tls = Some(DockerTls {
+                ca: Box::new(ca),
+                dir,
+            });
+        }
+        let mut server = Self::start_image(image, settings, user, password, &files)?;
+        server.tls = tls;
+        Ok(server)
+    }
+
+    /// The host dir with the CA certificate (and client certificates) of a
+    /// TLS container.
+    pub fn tls_dir(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().map(|t| t.dir.path())
+    }
+
+    /// A client certificate and key for `user`, from this container's CA.
+    pub fn client_cert(&self, user: &str) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+        match &self.tls {
+            Some(t) => t.ca.write_client_files(t.dir.path(), user),
+            None => Err(Error::Config(
+                "this server has no TLS: start it with .tls(Tls::Offered) or .tls(Tls::Required)"
+                    .into(),
+            )),
+        }
+    }
+
+    fn start_image(
+        image: &str,
+        settings: &[(String, String)],
+        user: &str,
+        password: &str,
+        files: &[(String, Vec<u8>)],
     ) -> Result<Self> {
         let (name, tag) = split_image(image);
         let args = setting_args(settings);
         Self::start_with(image, |port| {
-            GenericImage::new(name.clone(), tag.clone())
+            let request = GenericImage::new(name.clone(), tag.clone())
                 .with_exposed_port(5432.tcp())
                 // The entry point's temporary server prints its ready line on
                 // stdout, the real one on stderr (official image behaviour).
@@ -80,7 +149,10 @@ impl DockerServer {
                 .with_label(OWNER_LABEL, Owner::current().encode())
                 .with_cmd(args.clone())
                 .with_shm_size(256 * 1024 * 1024)
-                .with_startup_timeout(Duration::from_secs(120))
+                .with_startup_timeout(Duration::from_secs(120));
+            files.iter().fold(request, |request, (target, bytes)| {
+                request.with_copy_to(target.as_str(), bytes.clone())
+            })
         })
     }
 
@@ -105,6 +177,7 @@ impl DockerServer {
                         container: Mutex::new(Some(container)),
                         id,
                         port,
+                        tls: None,
                     });
                 }
                 Err(e) => {

@@ -64,7 +64,7 @@
 //! # TLS and passwords
 //!
 //! [`TestServerBuilder::tls`] and [`TestServerBuilder::auth`] start a
-//! server (local backend) as managed databases run: a certificate for
+//! server (either backend) as managed databases run: a certificate for
 //! `localhost` and `127.0.0.1` from a CA made for that server with rcgen
 //! (nothing committed, nothing shared between servers), `hostssl`-only
 //! rules with [`Tls::Required`], SCRAM-SHA-256 passwords

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::cleanup::{self, Resource};
-use crate::tls::{self, Auth, Security, TestCa, Tls};
+use crate::tls::{self, Auth, SSL_CONF, Security, TestCa, Tls};
 use crate::util::{self, Owner};
 use crate::{Error, Result};
 
@@ -80,30 +80,13 @@ impl LocalServer {
                 }
             }
             self.ca = Some(Box::new(ca));
-            conf.extend(
-                [
-                    ("ssl", "on"),
-                    ("ssl_cert_file", tls::SERVER_CERT),
-                    ("ssl_key_file", tls::SERVER_KEY),
-                    ("ssl_ca_file", tls::CA_CERT),
-                ]
-                .map(|(k, v)| (k.to_owned(), v.to_owned())),
-            );
+            conf.extend(SSL_CONF.map(|(k, v)| (k.to_owned(), v.to_owned())));
         } else if security.auth == Auth::ClientCert {
             return Err(Error::Config(
                 "client certificate authentication needs TLS: add .tls(Tls::Required)".into(),
             ));
         }
-        let method = security.auth.method();
-        let mut hba = String::from("# pool-testkit\nlocal all all trust\n");
-        let _ = writeln!(hba, "hostssl all all 127.0.0.1/32 {method}");
-        match security.tls {
-            Tls::Required => hba.push_str("hostnossl all all 127.0.0.1/32 reject\n"),
-            Tls::Offered | Tls::Off if security.auth != Auth::ClientCert => {
-                let _ = writeln!(hba, "host all all 127.0.0.1/32 {method}");
-            }
-            _ => {}
-        }
+        let hba = tls::hba(security, "127.0.0.1/32");
         std::fs::write(data.join("pg_hba.conf"), hba)
             .map_err(|e| Error::io("writing pg_hba.conf", e))?;
         self.append_conf(&conf)

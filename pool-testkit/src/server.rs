@@ -159,8 +159,9 @@ impl TestServerBuilder {
     /// TLS: offered or required, with a certificate for `localhost` and
     /// `127.0.0.1` from a CA made for this server
     /// ([`TestServer::ca_path`]). The server's URLs then carry
-    /// `sslmode=verify-full&sslrootcert=…`. Local backend; the default
-    /// backend becomes local when this is set.
+    /// `sslmode=verify-full&sslrootcert=…`. Local and Docker backends
+    /// (Docker: the certificates and rules go in through the image's init
+    /// scripts).
     pub fn tls(mut self, tls: Tls) -> Self {
         self.security.tls = tls;
         self
@@ -168,7 +169,7 @@ impl TestServerBuilder {
 
     /// How TCP clients authenticate: trust (default), SCRAM-SHA-256
     /// passwords, or client certificates (needs [`tls`](Self::tls)).
-    /// The kit's own connections use the same rules. Local backend.
+    /// The kit's own connections use the same rules.
     pub fn auth(mut self, auth: Auth) -> Self {
         self.security.auth = auth;
         self
@@ -180,26 +181,41 @@ impl TestServerBuilder {
         let secured = self.security != Security::default();
         let backend = match self.backend {
             Some(b) => b,
-            None if secured => ServerKind::Local,
             None => ServerKind::select()?,
         };
-        if secured && backend != ServerKind::Local {
-            return Err(Error::Config(format!(
-                "TLS and password or certificate authentication are built for the local backend; \
-                 this server was to be {backend}"
-            )));
+        if secured && backend == ServerKind::External {
+            return Err(Error::Config(
+                "TLS and authentication rules are set by the kit on the servers it starts; \
+                 an external server has its own"
+                    .into(),
+            ));
+        }
+        if self.security.auth == Auth::ClientCert && self.security.tls == Tls::Off {
+            return Err(Error::Config(
+                "client certificate authentication needs TLS: add .tls(Tls::Required)".into(),
+            ));
         }
         let (kind, admin_url) = match backend {
             ServerKind::Local => {
                 let server =
                     LocalServer::start_secured(&self.settings, USER, PASSWORD, self.security)?;
-                let url = secured_url(server_url(server.port()), &server, self.security);
+                let url = secured_url(
+                    server_url(server.port()),
+                    Some(&server.tls_dir()),
+                    self.security,
+                );
                 (Kind::Local(Mutex::new(server)), url)
             }
             ServerKind::Docker => {
                 let image = self.image.clone().unwrap_or_else(docker::image_from_env);
-                let server = DockerServer::start(&image, &self.settings, USER, PASSWORD)?;
-                let url = server_url(server.port());
+                let server = DockerServer::start_secured(
+                    &image,
+                    &self.settings,
+                    USER,
+                    PASSWORD,
+                    self.security,
+                )?;
+                let url = secured_url(server_url(server.port()), server.tls_dir(), self.security);
                 (Kind::Docker(Box::new(server)), url)
             }
             ServerKind::External => {
@@ -284,9 +300,10 @@ impl TestServer {
 }
 
 /// `url` with the TLS parameters a client of this server needs.
-fn secured_url(mut url: Url, server: &LocalServer, security: Security) -> Url {
-    if security.tls != Tls::Off {
-        let dir = server.tls_dir();
+fn secured_url(mut url: Url, tls_dir: Option<&std::path::Path>, security: Security) -> Url {
+    if security.tls != Tls::Off
+        && let Some(dir) = tls_dir
+    {
         let mut q = url.query_pairs_mut();
         q.append_pair("sslmode", "verify-full");
         q.append_pair("sslrootcert", &dir.join(tls::CA_CERT).display().to_string());
@@ -372,18 +389,27 @@ impl TestServer {
     /// The CA certificate that signed this server's certificate (for
     /// `sslrootcert`), when it was started with [`TestServerBuilder::tls`].
     pub fn ca_path(&self) -> Option<PathBuf> {
-        self.with_local(|s| s.tls_dir().join(tls::CA_CERT))
-            .filter(|p| p.is_file())
+        let dir = match &self.kind {
+            Kind::Local(s) => Some(s.lock().unwrap_or_else(|e| e.into_inner()).tls_dir()),
+            Kind::Docker(d) => d.tls_dir().map(PathBuf::from),
+            Kind::External => None,
+        };
+        dir.map(|d| d.join(tls::CA_CERT)).filter(|p| p.is_file())
     }
 
     /// A client certificate and key (PEM files) for `user`, signed by this
     /// server's CA: for `sslcert` / `sslkey` under [`Auth::ClientCert`].
     pub fn client_cert(&self, user: &str) -> Result<(PathBuf, PathBuf)> {
-        self.with_local(|s| s.client_cert(user)).unwrap_or_else(|| {
-            Err(Error::Config(
-                "client certificates come from TLS servers of the local backend".into(),
-            ))
-        })
+        match &self.kind {
+            Kind::Local(s) => s
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .client_cert(user),
+            Kind::Docker(d) => d.client_cert(user),
+            Kind::External => Err(Error::Config(
+                "client certificates come from TLS servers the kit starts".into(),
+            )),
+        }
     }
 
     /// Creates a login role `name` with `password` (stored as SCRAM), for

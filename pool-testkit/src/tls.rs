@@ -57,6 +57,53 @@ impl Auth {
     }
 }
 
+/// `postgresql.conf` settings of a TLS server (files in the data dir).
+pub(crate) const SSL_CONF: [(&str, &str); 4] = [
+    ("ssl", "on"),
+    ("ssl_cert_file", SERVER_CERT),
+    ("ssl_key_file", SERVER_KEY),
+    ("ssl_ca_file", CA_CERT),
+];
+
+/// `pg_hba.conf` for `security`, TCP clients from `address` (`127.0.0.1/32`
+/// for local servers, `all` in a container); the Unix socket stays `trust`
+/// for pg_ctl and the entry point.
+pub(crate) fn hba(security: Security, address: &str) -> String {
+    use std::fmt::Write as _;
+    let method = security.auth.method();
+    let mut hba = String::from("# pool-testkit\nlocal all all trust\n");
+    let _ = writeln!(hba, "hostssl all all {address} {method}");
+    match security.tls {
+        Tls::Required => {
+            let _ = writeln!(hba, "hostnossl all all {address} reject");
+        }
+        Tls::Offered | Tls::Off if security.auth != Auth::ClientCert => {
+            let _ = writeln!(hba, "host all all {address} {method}");
+        }
+        _ => {}
+    }
+    hba
+}
+
+/// An init script for the image's entry point (run once, as postgres,
+/// after initdb): copies the certificates staged in `staged` into the data
+/// dir with an owner-only key, turns TLS on and writes the rules. Only
+/// `sh`, `cat` and `chmod`: the image has no `cp`.
+pub(crate) fn docker_init_script(security: Security, staged: &str) -> String {
+    let conf: String = SSL_CONF
+        .iter()
+        .map(|(k, v)| format!("{k} = '{v}'\n"))
+        .collect();
+    format!(
+        "# pool-testkit: TLS and authentication rules\n\
+         for f in {CA_CERT} {SERVER_CERT} {SERVER_KEY}; do cat \"{staged}/$f\" > \"$PGDATA/$f\"; done\n\
+         chmod 600 \"$PGDATA/{SERVER_KEY}\"\n\
+         cat >> \"$PGDATA/postgresql.conf\" <<'PTK_CONF'\n{conf}PTK_CONF\n\
+         cat > \"$PGDATA/pg_hba.conf\" <<'PTK_HBA'\n{}PTK_HBA\n",
+        hba(security, "all")
+    )
+}
+
 /// A server's TLS mode and authentication method together.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Security {
@@ -114,10 +161,20 @@ impl TestCa {
         Ok((cert.pem(), key.serialize_pem()))
     }
 
+    /// The CA certificate (PEM).
+    pub(crate) fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// A server certificate and key (PEM) for `localhost` and `127.0.0.1`.
+    pub(crate) fn server_pair(&self) -> Result<(String, String)> {
+        self.issue("localhost", &["localhost", "127.0.0.1"], true)
+    }
+
     /// Writes the CA certificate and a server certificate for `localhost`
     /// and `127.0.0.1` into `dir`.
     pub(crate) fn write_server_files(&self, dir: &Path) -> Result<()> {
-        let (cert, key) = self.issue("localhost", &["localhost", "127.0.0.1"], true)?;
+        let (cert, key) = self.server_pair()?;
         write(&dir.join(CA_CERT), &self.cert_pem)?;
         write(&dir.join(SERVER_CERT), &cert)?;
         write_private(&dir.join(SERVER_KEY), &key)
@@ -141,7 +198,7 @@ impl TestCa {
     }
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 

@@ -24,49 +24,71 @@ use sqlx::{ConnectOptions, Error as SqlxError};
 use crate::error::SettingsProblems;
 use crate::{Error, PoolSettings};
 
-/// URL parameters sqlx reads for the three files (libpq's names first).
-const ROOT_CERT_PARAMS: &[&str] = &["sslrootcert", "ssl-root-cert", "ssl-ca"];
-const CERT_PARAMS: &[&str] = &["sslcert", "ssl-cert"];
-const KEY_PARAMS: &[&str] = &["sslkey", "ssl-key"];
+/// The three files: the setting, the URL parameters sqlx reads for it
+/// (libpq's name first), and the settings a problem with it names.
+struct File {
+    params: &'static [&'static str],
+    involves: &'static [&'static str],
+}
+
+const ROOT_CERT: File = File {
+    params: &["sslrootcert", "ssl-root-cert", "ssl-ca"],
+    involves: &["sslrootcert"],
+};
+const CERT: File = File {
+    params: &["sslcert", "ssl-cert"],
+    involves: &["sslcert", "sslkey"],
+};
+const KEY: File = File {
+    params: &["sslkey", "ssl-key"],
+    involves: &["sslkey", "sslcert"],
+};
 
 /// Applies `sslrootcert`, `sslcert`, `sslkey` and libpq's `require` rule;
-/// says which file is missing or unpaired before any connect.
+/// says which file is missing or unpaired before any connect. A setting
+/// wins over the URL's parameter, each file on its own.
 pub(crate) fn apply(
     mut options: PgConnectOptions,
     settings: &PoolSettings,
 ) -> Result<PgConnectOptions, Error> {
-    let url = settings.url.expose();
-    let files = [
-        ("sslrootcert", &settings.sslrootcert, ROOT_CERT_PARAMS),
-        ("sslcert", &settings.sslcert, CERT_PARAMS),
-        ("sslkey", &settings.sslkey, KEY_PARAMS),
-    ];
+    let query: Vec<(String, String)> = url::Url::parse(settings.url.expose())
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default();
+    let path_of = |file: &File, setting: &Option<String>| {
+        setting.clone().or_else(|| {
+            query
+                .iter()
+                .find(|(k, _)| file.params.contains(&k.as_str()))
+                .map(|(_, v)| v.clone())
+        })
+    };
+    let root = path_of(&ROOT_CERT, &settings.sslrootcert);
+    let cert = path_of(&CERT, &settings.sslcert);
+    let key = path_of(&KEY, &settings.sslkey);
     let mut problems = Vec::new();
-    let mut given = [false; 3];
-    for (i, (name, setting, params)) in files.iter().enumerate() {
-        let path = Option::clone(setting).or_else(|| url_param(url, params));
-        given[i] = path.is_some();
+    for (file, path) in [(&ROOT_CERT, &root), (&CERT, &cert), (&KEY, &key)] {
         if let Some(path) = path
-            && !Path::new(&path).is_file()
+            && !Path::new(path).is_file()
         {
             problems.push(problem(
-                name,
+                file,
                 format!("file {path} does not exist or is not a file"),
                 "the path of a readable PEM file",
             ));
         }
     }
-    if given[1] != given[2] {
-        let (name, missing) = if given[1] {
-            ("sslcert", "sslkey")
-        } else {
-            ("sslkey", "sslcert")
-        };
-        problems.push(problem(
-            name,
-            format!("is given without {missing}"),
+    match (&cert, &key) {
+        (Some(_), None) => problems.push(problem(
+            &CERT,
+            "is given without sslkey".into(),
             "a client certificate and its key together",
-        ));
+        )),
+        (None, Some(_)) => problems.push(problem(
+            &KEY,
+            "is given without sslcert".into(),
+            "a client certificate and its key together",
+        )),
+        _ => {}
     }
     if !problems.is_empty() {
         return Err(Error::InvalidSettings(SettingsProblems(problems)));
@@ -74,10 +96,13 @@ pub(crate) fn apply(
     if let Some(path) = &settings.sslrootcert {
         options = options.ssl_root_cert(path);
     }
-    if let (Some(cert), Some(key)) = (&settings.sslcert, &settings.sslkey) {
-        options = options.ssl_client_cert(cert).ssl_client_key(key);
+    if let Some(path) = &settings.sslcert {
+        options = options.ssl_client_cert(path);
     }
-    let root_given = given[0] || std::env::var_os("PGSSLROOTCERT").is_some();
+    if let Some(path) = &settings.sslkey {
+        options = options.ssl_client_key(path);
+    }
+    let root_given = root.is_some() || std::env::var_os("PGSSLROOTCERT").is_some();
     if matches!(options.get_ssl_mode(), PgSslMode::Require) && root_given {
         options = options.ssl_mode(PgSslMode::VerifyCa);
     }
@@ -100,26 +125,9 @@ pub(crate) async fn connect(options: &PgConnectOptions) -> Result<PgConnection, 
     }
 }
 
-fn url_param(url: &str, names: &[&str]) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
-    parsed
-        .query_pairs()
-        .find(|(k, _)| names.contains(&k.as_ref()))
-        .map(|(_, v)| v.into_owned())
-}
-
-fn problem(
-    setting: &'static str,
-    message: String,
-    expected: &'static str,
-) -> pool_settings::Problem {
-    let settings: &'static [&'static str] = match setting {
-        "sslrootcert" => &["sslrootcert"],
-        "sslcert" => &["sslcert", "sslkey"],
-        _ => &["sslkey", "sslcert"],
-    };
+fn problem(file: &File, message: String, expected: &'static str) -> pool_settings::Problem {
     pool_settings::Problem {
-        settings,
+        settings: file.involves,
         message,
         expected,
     }

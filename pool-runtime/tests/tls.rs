@@ -248,28 +248,23 @@ async fn client_certificates_authenticate() {
         u.set_username("cert_app").unwrap();
         u.set_password(None).unwrap();
     });
-    let url = tls_params(
-        &url,
-        &[
-            ("sslmode", "verify-full"),
-            (
-                "sslrootcert",
-                &server.ca_path().unwrap().display().to_string(),
-            ),
-            ("sslcert", &cert.display().to_string()),
-            ("sslkey", &key.display().to_string()),
-        ],
-    );
-    assert_eq!(current_user(url.clone(), "tls_cert").await, "cert_app");
+    let ca = server.ca_path().unwrap().display().to_string();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let without = tls_params(&url, &[("sslmode", "verify-full"), ("sslrootcert", &ca)]);
+    let with_both = tls_params(&without, &[("sslcert", &cert), ("sslkey", &key)]);
+    assert_eq!(current_user(with_both, "tls_cert").await, "cert_app");
 
-    let without = with_query(&url, |u| {
-        let kept: Vec<(String, String)> = u
-            .query_pairs()
-            .filter(|(k, _)| k != "sslcert" && k != "sslkey")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(kept);
-    });
+    // Each file on its own: the certificate as a setting, its key in the URL.
+    let mut mixed = settings(tls_params(&without, &[("sslkey", &key)]), "tls_cert_mixed");
+    mixed.sslcert = Some(cert);
+    let pool: Pool<Postgres> = Pool::connect(mixed).await.unwrap();
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(user, "cert_app");
+    pool.close().await;
+
     let err = Pool::<Postgres>::connect(settings(without, "tls_no_cert"))
         .await
         .unwrap_err();

@@ -72,6 +72,26 @@ async fn connect_is_bounded_by_connect_timeout() {
     heals(&f).await;
 }
 
+/// `Pool::connect`'s first connection ends by its own `connect_timeout`,
+/// with that error, even when `pool_timeout` is no longer (the race: both
+/// 300 ms). A start-up bound of the longer of the two let the acquire's
+/// deadline win and report a QueuePool timeout on an empty pool instead.
+async fn first_connect_reports_connect_timeout() {
+    let f = fixture_via_proxy("bh_first", |b| b.connect_timeout(SHORT).pool_timeout(SHORT)).await;
+    f.proxy().set_mode(ProxyMode::Blackhole);
+    let (result, took) = timed(pool_runtime::Pool::<sqlx::Postgres>::connect(
+        f.pool.settings().clone(),
+    ))
+    .await;
+    let err = result.expect_err("nothing can connect through a black hole");
+    assert!(
+        matches!(err, Error::ConnectTimeout { timeout, .. } if timeout == SHORT),
+        "{err:?}"
+    );
+    assert!(took < SHORT * 2 + SLACK, "start took {took:?}");
+    heals(&f).await;
+}
+
 async fn ping_is_bounded_by_network_timeout() {
     let f = fixture_via_proxy("bh_ping", |b| {
         b.pool_size(1)
@@ -201,6 +221,7 @@ async fn acquire_never_waits_beyond_pool_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_network_step_is_bounded() {
     connect_is_bounded_by_connect_timeout().await;
+    first_connect_reports_connect_timeout().await;
     ping_is_bounded_by_network_timeout().await;
     reset_is_bounded_by_network_timeout().await;
     close_is_bounded_by_network_timeout_and_pool_timeout().await;

@@ -164,9 +164,15 @@ impl Signals {
         self.refusal = None;
     }
 
-    /// The server refused the credentials: the next connect waits 1, 2, 4
-    /// … s, at most [`REFUSAL_MAX`].
-    pub(crate) fn refused(&mut self, now: Instant, answer: String) {
+    /// What a failed connect said about the credentials. Refused
+    /// (`Some(answer)`): the next connect waits 1, 2, 4 … s, at most
+    /// [`REFUSAL_MAX`]. Failed otherwise (`None`: the server is down, a
+    /// timeout): a refusal ends, since the server no longer says that.
+    pub(crate) fn connect_refused(&mut self, now: Instant, answer: Option<String>) {
+        let Some(answer) = answer else {
+            self.refusal = None;
+            return;
+        };
         let streak = self.refusal.as_ref().map_or(0, |r| r.streak) + 1;
         let wait = Duration::from_secs(1 << (streak - 1).min(5)).min(REFUSAL_MAX);
         self.refusal = Some(Refusal {
@@ -178,14 +184,14 @@ impl Signals {
 
     /// Whether a connect may go to the server now. While refused and
     /// waiting: no, with the last answer. When the wait is over: yes, for
-    /// this caller only (the others wait on until its answer comes).
-    pub(crate) fn may_connect(&mut self, now: Instant) -> Result<(), HeldOff> {
+    /// this caller only; the others are held for at most `trial` (the
+    /// connect's own bound), until its answer comes.
+    pub(crate) fn may_connect(&mut self, now: Instant, trial: Duration) -> Result<(), HeldOff> {
         let Some(r) = &mut self.refusal else {
             return Ok(());
         };
         if now >= r.until {
-            // This attempt's answer sets the next wait; hold others meanwhile.
-            r.until = now + REFUSAL_MAX;
+            r.until = now + trial;
             return Ok(());
         }
         Err(HeldOff {
@@ -417,25 +423,33 @@ mod tests {
     #[test]
     fn refused_credentials_hold_connects_off_with_a_growing_wait() {
         let t0 = Instant::now();
+        let trial = Duration::from_secs(10);
+        let refused = |s: &mut Signals, now| {
+            s.connect_refused(now, Some("password authentication failed".into()))
+        };
         let mut s = Signals::default();
-        assert_eq!(s.may_connect(t0), Ok(()));
-        s.refused(t0, "password authentication failed".into());
-        let held = s.may_connect(at(t0, 0.5)).unwrap_err();
+        assert_eq!(s.may_connect(t0, trial), Ok(()));
+        refused(&mut s, t0);
+        let held = s.may_connect(at(t0, 0.5), trial).unwrap_err();
         assert_eq!(
             (held.streak, held.retry_in),
             (1, Duration::from_millis(500))
         );
         assert_eq!(held.answer, "password authentication failed");
-        // After 1 s one caller may try; the others are held meanwhile.
-        assert_eq!(s.may_connect(at(t0, 1.0)), Ok(()));
-        assert!(s.may_connect(at(t0, 1.1)).is_err());
-        s.refused(at(t0, 1.2), "password authentication failed".into());
+        // After 1 s one caller may try; the others are held meanwhile, for
+        // at most that connect's own bound.
+        assert_eq!(s.may_connect(at(t0, 1.0), trial), Ok(()));
         assert_eq!(
-            s.may_connect(at(t0, 1.2)).unwrap_err().retry_in,
+            s.may_connect(at(t0, 1.1), trial).unwrap_err().retry_in,
+            Duration::from_secs_f64(9.9)
+        );
+        refused(&mut s, at(t0, 1.2));
+        assert_eq!(
+            s.may_connect(at(t0, 1.2), trial).unwrap_err().retry_in,
             Duration::from_secs(2)
         );
         for _ in 0..10 {
-            s.refused(t0, "x".into());
+            refused(&mut s, t0);
         }
         let status = s.summary(t0);
         assert_eq!(status.credentials_refused, Some(12));
@@ -444,7 +458,21 @@ mod tests {
             Some(REFUSAL_MAX.as_secs_f64())
         );
         s.connected(at(t0, 40.0));
-        assert_eq!(s.may_connect(at(t0, 40.0)), Ok(()));
+        assert_eq!(s.may_connect(at(t0, 40.0), trial), Ok(()));
         assert_eq!(s.summary(at(t0, 40.0)).credentials_refused, None);
+    }
+
+    #[test]
+    fn another_failure_ends_a_refusal() {
+        let t0 = Instant::now();
+        let trial = Duration::from_secs(10);
+        let mut s = Signals::default();
+        s.connect_refused(t0, Some("password authentication failed".into()));
+        assert_eq!(s.may_connect(at(t0, 1.0), trial), Ok(()));
+        // The trial found the server down, not refusing: nobody is held
+        // off with an answer the server no longer gives.
+        s.connect_refused(at(t0, 1.5), None);
+        assert_eq!(s.may_connect(at(t0, 1.6), trial), Ok(()));
+        assert_eq!(s.summary(at(t0, 1.6)).credentials_refused, None);
     }
 }

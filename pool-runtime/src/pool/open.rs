@@ -65,7 +65,10 @@ pub(crate) async fn idle<DB: Backend>(reservation: Reservation<&Shared<DB>>) -> 
 /// also reads the server's limits for status advice.
 pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Connection, Error> {
     let settings = &shared.settings;
-    let held = shared.lock().signals.may_connect(Instant::now());
+    let held = shared
+        .lock()
+        .signals
+        .may_connect(Instant::now(), settings.connect_timeout);
     if let Err(held) = held {
         return Err(Error::CredentialsRefused {
             url: shared.url.clone(),
@@ -110,11 +113,13 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
         let now = Instant::now();
         st.signals
             .trouble(now, Trouble::ConnectFailed, error.to_string());
-        if let Error::Connect { source, .. } = &error
-            && credentials_refused(source)
-        {
-            st.signals.refused(now, crate::error::connect_text(source));
-        }
+        let refusal = match &error {
+            Error::Connect { source, .. } if credentials_refused(source) => {
+                Some(crate::error::connect_text(source))
+            }
+            _ => None,
+        };
+        st.signals.connect_refused(now, refusal);
     }
     shared.metrics.connect_errors.increment(1);
     // `Pool::connect` returns its own first failure to its caller: logged

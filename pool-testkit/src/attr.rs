@@ -218,6 +218,11 @@ impl TestContext {
         ctx
     }
 
+    /// The test's pool settings (its database's URL among them).
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
     /// How long [`setup`](Self::setup) took (template on first use, clone,
     /// settings).
     pub fn setup_time(&self) -> Duration {
@@ -316,10 +321,7 @@ async fn setup_postgres(spec: &'static TestSpec) -> Result<TestContext, String> 
 /// Starts the test's cluster (blocking work, off the test's runtime).
 async fn start_cluster(spec: ClusterSpec) -> Result<Cluster, String> {
     let builder = Cluster::builder().standbys(spec.standbys);
-    tokio::task::spawn_blocking(move || builder.start())
-        .await
-        .map_err(|e| format!("starting the test's cluster: {e}"))?
-        .map_err(|e| format!("starting the test's cluster: {e}"))
+    off_runtime("the test's cluster", move || builder.start()).await
 }
 
 /// Starts PgBouncer (a local process) in front of `upstream`.
@@ -336,10 +338,19 @@ async fn start_bouncer(
     if let Some(n) = spec.max_client_conn {
         builder = builder.max_client_conn(n);
     }
-    tokio::task::spawn_blocking(move || builder.start(upstream))
-        .await
-        .map_err(|e| format!("starting the test's PgBouncer: {e}"))?
-        .map_err(|e| format!("starting the test's PgBouncer: {e}"))
+    off_runtime("the test's PgBouncer", move || builder.start(upstream)).await
+}
+
+/// Runs a blocking start off the test's runtime; errors say what started.
+async fn off_runtime<T: Send + 'static>(
+    what: &str,
+    start: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(start).await {
+        Ok(Ok(started)) => Ok(started),
+        Ok(Err(e)) => Err(format!("starting {what}: {e}")),
+        Err(e) => Err(format!("starting {what}: {e}")),
+    }
 }
 
 async fn setup_sqlite(spec: &'static TestSpec) -> Result<TestContext, String> {

@@ -81,10 +81,6 @@ impl LocalServer {
             }
             self.ca = Some(Box::new(ca));
             conf.extend(SSL_CONF.map(|(k, v)| (k.to_owned(), v.to_owned())));
-        } else if security.auth == Auth::ClientCert {
-            return Err(Error::Config(
-                "client certificate authentication needs TLS: add .tls(Tls::Required)".into(),
-            ));
         }
         let hba = tls::hba(security, "127.0.0.1/32");
         std::fs::write(data.join("pg_hba.conf"), hba)

@@ -308,13 +308,9 @@ fn secured_url(mut url: Url, tls_dir: Option<&std::path::Path>, security: Securi
         q.append_pair("sslmode", "verify-full");
         q.append_pair("sslrootcert", &dir.join(tls::CA_CERT).display().to_string());
         if security.auth == Auth::ClientCert {
-            let name = |ext: &str| {
-                dir.join(format!("client-{USER}.{ext}"))
-                    .display()
-                    .to_string()
-            };
-            q.append_pair("sslcert", &name("crt"));
-            q.append_pair("sslkey", &name("key"));
+            let (cert, key) = tls::client_files(dir, USER);
+            q.append_pair("sslcert", &cert.display().to_string());
+            q.append_pair("sslkey", &key.display().to_string());
         }
     }
     url

@@ -184,18 +184,23 @@ impl TestCa {
     /// returns their paths.
     pub(crate) fn write_client_files(&self, dir: &Path, user: &str) -> Result<(PathBuf, PathBuf)> {
         let (cert, key) = self.issue(user, &[], false)?;
-        let safe: String = user
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let (cert_path, key_path) = (
-            dir.join(format!("client-{safe}.crt")),
-            dir.join(format!("client-{safe}.key")),
-        );
+        let (cert_path, key_path) = client_files(dir, user);
         write(&cert_path, &cert)?;
         write_private(&key_path, &key)?;
         Ok((cert_path, key_path))
     }
+}
+
+/// Where `user`'s client certificate and key are in a server's TLS dir.
+pub(crate) fn client_files(dir: &Path, user: &str) -> (PathBuf, PathBuf) {
+    let safe: String = user
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    (
+        dir.join(format!("client-{safe}.crt")),
+        dir.join(format!("client-{safe}.key")),
+    )
 }
 
 pub(crate) fn write(path: &Path, text: &str) -> Result<()> {

@@ -8,6 +8,19 @@ use pool_runtime::{Pool, PoolClass, PoolConfig, PoolSettings, Secret};
 use pool_testkit::{TestDatabase, TestServer};
 use sqlx::{Postgres, Sqlite};
 
+/// Rows in `users` of the database at `url`, on a connection of its own.
+async fn users_in(url: &str) -> i64 {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap();
+    let n = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+    n
+}
+
 #[pool_testkit::test(
     migrations = "tests/attr/migrations",
     fixtures_dir = "tests/attr/fixtures",
@@ -210,15 +223,7 @@ async fn a_failing_test_keeps_its_database(server: &TestServer) {
         !all.contains(":postgres@"),
         "the password is printed:\n{all}"
     );
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&server.url_for(&name))
-        .await
-        .unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(n, 2);
-    sqlx::Connection::close(conn).await.unwrap();
+    assert_eq!(users_in(&server.url_for(&name)).await, 2);
     let mut admin = server.connect_admin().await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE \"{name}\" WITH (FORCE)"
@@ -337,16 +342,9 @@ async fn a_cluster_argument_gets_a_primary_and_a_standby(
         .await
         .unwrap();
     let standby = cluster.standbys()[0];
-    let mut conn =
-        <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.url_for(standby, db.name()))
-            .await
-            .unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
     assert_eq!(
-        n, 3,
+        users_in(&cluster.url_for(standby, db.name())).await,
+        3,
         "the fixture's two users and the new one, on the standby"
     );
 }

@@ -90,16 +90,30 @@ static SQLITE_SPEC: TestSpec = TestSpec {
     ..SPEC
 };
 
-/// The same for `sqlite`: a copy of the template file.
+/// The same for `sqlite`: a copy of the template file, one per test, with
+/// the fixtures in it.
 #[tokio::test]
 async fn per_sqlite_test_setup_time() {
     let started = Instant::now();
     drop(TestContext::setup(&SQLITE_SPEC).await);
     let first_time = started.elapsed();
     let mut times: Vec<Duration> = Vec::with_capacity(ROUNDS);
+    let mut urls = std::collections::BTreeSet::new();
     for _ in 0..ROUNDS {
         let ctx = TestContext::setup(&SQLITE_SPEC).await;
         times.push(ctx.setup_time());
+        // Each test has its own file, a full copy: both fixtures are in it.
+        let url = ctx.settings().url.expose().clone();
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        sqlx::Connection::close(conn).await.unwrap();
+        assert_eq!(orders, 3, "{url}");
+        assert!(urls.insert(url.clone()), "{url} handed out twice");
     }
     times.sort();
     println!(

@@ -43,6 +43,13 @@ pub trait Backend: sqlx::Database {
         conn: &mut Self::Connection,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + '_;
 
+    /// Runs configured SQL text (the `reset_statement`) with the simple
+    /// query protocol, so it may hold several statements.
+    fn run_statement<'c>(
+        conn: &'c mut Self::Connection,
+        sql: &str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
+
     /// Reads the server's connection limits; `None` where it has none.
     fn server_limits(
         _conn: &mut Self::Connection,
@@ -98,6 +105,15 @@ impl Backend for sqlx::Postgres {
         options: &Self::Options,
     ) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send + '_ {
         crate::tls::connect(options)
+    }
+
+    fn run_statement<'c>(
+        conn: &'c mut Self::Connection,
+        sql: &str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c {
+        // Configuration, not user input: asserted safe as SQL text.
+        let sql = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
+        async move { sqlx::Executor::execute(conn, sql).await.map(drop) }
     }
 
     async fn rollback_any(conn: &mut Self::Connection) -> Result<(), sqlx::Error> {
@@ -165,6 +181,15 @@ impl Backend for sqlx::Sqlite {
         options: &Self::Options,
     ) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send + '_ {
         options.connect()
+    }
+
+    fn run_statement<'c>(
+        conn: &'c mut Self::Connection,
+        sql: &str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c {
+        // Configuration, not user input: asserted safe as SQL text.
+        let sql = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
+        async move { sqlx::Executor::execute(conn, sql).await.map(drop) }
     }
 
     async fn rollback_any(conn: &mut Self::Connection) -> Result<(), sqlx::Error> {

@@ -74,6 +74,19 @@ pub enum Error {
         /// The names there are.
         registered: Vec<String>,
     },
+    /// A lifecycle hook failed or outlasted `network_timeout`; the
+    /// connection it ran on was closed (for `after_connect`, its slot was
+    /// given back at once).
+    #[error("the {hook} hook of pool \"{pool}\" failed: {source}")]
+    Hook {
+        /// The pool's name.
+        pool: String,
+        /// Which hook.
+        hook: crate::pool::Hook,
+        /// What it returned, or that it timed out.
+        #[source]
+        source: crate::pool::HookError,
+    },
     /// An error from the database while using a connection.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -190,6 +203,7 @@ impl From<Error> for sqlx::Error {
                 std::io::ErrorKind::PermissionDenied,
                 err,
             )),
+            Error::Hook { .. } => sqlx::Error::Io(std::io::Error::other(err)),
             Error::InvalidSettings(_)
             | Error::InvalidUrl { .. }
             | Error::DuplicatePoolName(_)

@@ -43,7 +43,9 @@ mod tls;
 pub use backend::Backend;
 pub use error::{Error, SettingsProblems, TimeoutError};
 pub use observe::status::{CloseReason, Health, Status};
-pub use pool::{Pool, PooledConnection, Transaction};
+pub use pool::{
+    ConnectionInfo, Hook, HookError, HookFuture, Pool, PoolBuilder, PooledConnection, Transaction,
+};
 pub use registry::PoolRegistry;
 pub use secret::Secret;
 pub use settings::{

@@ -211,12 +211,29 @@ pub struct PoolSettings {
     pub pre_ping_bypass: Duration,
     /// What to do with a returned connection.
     pub reset_on_return: ResetOnReturn,
+    /// A statement run on every returned connection that ran statements,
+    /// after the rollback (`RESET ALL`, `DISCARD ALL`, or your own such as
+    /// `SELECT set_config('app.tenant_id', '', false)`), so session state
+    /// one caller set never reaches the next; a connection whose reset
+    /// fails or outlasts `network_timeout` is closed. Costs one round trip
+    /// per such return; `None` runs nothing.
+    pub reset_statement: Option<String>,
     /// Hand out the most recently returned idle connection first.
     pub pool_use_lifo: bool,
     /// Queue or Null pool.
     pub pool_class: PoolClass,
     /// Connections opened at start and kept open (≤ `pool_size`).
     pub min_idle: u32,
+    /// Idle connections close after this long idle while more than
+    /// `min_idle` are open (sqlx's, bb8's and HikariCP's idle timeout; for
+    /// databases that scale to zero and PgBouncer's server slots). `None`
+    /// is QueuePool's rule: `pool_size` stay open.
+    pub idle_timeout: Option<Duration>,
+    /// A returned overflow connection stays idle this long instead of
+    /// closing at once, so a load that hovers near `pool_size` does not
+    /// open and close a connection every few requests. `None` is
+    /// QueuePool's rule: closed on return while `pool_size` are idle.
+    pub overflow_linger: Option<Duration>,
     /// Bound on a single connect, separate from `pool_timeout`.
     pub connect_timeout: Duration,
     /// Bound on ping, reset and close.
@@ -270,9 +287,12 @@ impl PoolSettings {
             pool_pre_ping: true,
             pre_ping_bypass: Duration::from_millis(500),
             reset_on_return: ResetOnReturn::Rollback,
+            reset_statement: None,
             pool_use_lifo: false,
             pool_class: PoolClass::Queue,
             min_idle: 0,
+            idle_timeout: None,
+            overflow_linger: None,
             connect_timeout: Duration::from_secs(10),
             network_timeout: Duration::from_secs(5),
             echo_pool: false,
@@ -390,6 +410,10 @@ impl PoolSettingsBuilder {
         pool_class: PoolClass,
         /// See [`PoolSettings::min_idle`].
         min_idle: u32,
+        /// See [`PoolSettings::idle_timeout`].
+        idle_timeout: Option<Duration>,
+        /// See [`PoolSettings::overflow_linger`].
+        overflow_linger: Option<Duration>,
         /// See [`PoolSettings::connect_timeout`].
         connect_timeout: Duration,
         /// See [`PoolSettings::network_timeout`].
@@ -426,6 +450,12 @@ impl PoolSettingsBuilder {
         self
     }
 
+    /// See [`PoolSettings::reset_statement`].
+    pub fn reset_statement(mut self, value: impl Into<String>) -> Self {
+        self.settings.reset_statement = Some(value.into());
+        self
+    }
+
     /// See [`PoolSettings::application_name`].
     pub fn application_name(mut self, value: impl Into<String>) -> Self {
         self.settings.application_name = Some(value.into());
@@ -459,9 +489,12 @@ mod tests {
             pool_pre_ping: _,
             pre_ping_bypass: _,
             reset_on_return: _,
+            reset_statement: _,
             pool_use_lifo: _,
             pool_class: _,
             min_idle: _,
+            idle_timeout: _,
+            overflow_linger: _,
             connect_timeout: _,
             network_timeout: _,
             echo_pool: _,

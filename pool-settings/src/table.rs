@@ -216,6 +216,13 @@ pub const SETTINGS: &[Setting] = &[
         "What to do with a returned connection.",
     ),
     s(
+        "reset_statement",
+        &["reset_statement"],
+        Kind::OptText,
+        "",
+        "A statement run on every returned connection that ran statements (`RESET ALL`, or your own); a failure closes it.",
+    ),
+    s(
         "pool_use_lifo",
         &["pool_use_lifo"],
         Kind::Bool,
@@ -238,6 +245,20 @@ pub const SETTINGS: &[Setting] = &[
             "Connections opened at start and kept open.",
         ),
         "at most pool_size",
+    ),
+    s(
+        "idle_timeout",
+        &["idle_timeout"],
+        Kind::OptDuration,
+        "off",
+        "Close connections idle this long while more than min_idle are open; off keeps pool_size (QueuePool).",
+    ),
+    s(
+        "overflow_linger",
+        &["overflow_linger"],
+        Kind::OptDuration,
+        "off",
+        "Keep a returned overflow connection idle this long instead of closing it at once.",
     ),
     ranged(
         s(

@@ -20,6 +20,7 @@
 //! | `db_pool_timeouts_total` | counter | errors | acquires that hit `pool_timeout` |
 //! | `db_pool_pre_ping_failures_total` | counter | events | idle connections found dead |
 //! | `db_pool_leaks_total` | counter | events | connections held past `leak_threshold` |
+//! | `db_pool_hook_failures_total` | counter | events | lifecycle hooks that failed, label `hook` |
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
@@ -51,6 +52,9 @@ pub const TIMEOUTS_TOTAL: &str = "db_pool_timeouts_total";
 pub const PRE_PING_FAILURES_TOTAL: &str = "db_pool_pre_ping_failures_total";
 /// Counter: connections held past `leak_threshold`.
 pub const LEAKS_TOTAL: &str = "db_pool_leaks_total";
+
+/// Counter: lifecycle hooks that failed or timed out, by hook.
+pub const HOOK_FAILURES_TOTAL: &str = "db_pool_hook_failures_total";
 
 /// Registers descriptions and units of every metric with the installed
 /// recorder. Call once after installing it.
@@ -106,6 +110,11 @@ pub fn describe() {
         Unit::Count,
         "Connections held longer than leak_threshold"
     );
+    describe_counter!(
+        HOOK_FAILURES_TOTAL,
+        Unit::Count,
+        "Lifecycle hooks that failed or outlasted network_timeout, by hook"
+    );
 }
 
 /// One pool's registered handles (no-ops when metrics are off).
@@ -123,6 +132,7 @@ pub(crate) struct PoolMetrics {
     pub timeouts: Counter,
     pub ping_failures: Counter,
     pub leaks: Counter,
+    pub hook_failures: [Counter; crate::pool::Hook::ALL.len()],
 }
 
 impl PoolMetrics {
@@ -148,6 +158,9 @@ impl PoolMetrics {
             timeouts: metrics::counter!(TIMEOUTS_TOTAL, &label()),
             ping_failures: metrics::counter!(PRE_PING_FAILURES_TOTAL, &label()),
             leaks: metrics::counter!(LEAKS_TOTAL, &label()),
+            hook_failures: crate::pool::Hook::ALL.map(|hook| {
+                metrics::counter!(HOOK_FAILURES_TOTAL, "pool" => pool.clone(), "hook" => hook.as_str())
+            }),
         }
     }
 
@@ -166,6 +179,7 @@ impl PoolMetrics {
             timeouts: Counter::noop(),
             ping_failures: Counter::noop(),
             leaks: Counter::noop(),
+            hook_failures: crate::pool::Hook::ALL.map(|_| Counter::noop()),
         }
     }
 

@@ -27,11 +27,19 @@ pub enum CloseReason {
     PoolClosed,
     /// Discarded by its holder, or by a cancelled checkout.
     Discarded,
+    /// Made before [`Pool::invalidate_all`](crate::Pool::invalidate_all),
+    /// or [`invalidate`](crate::PooledConnection::invalidate)d by its holder.
+    Invalidated,
+    /// Idle longer than `idle_timeout` (above `min_idle`) or, beyond
+    /// `pool_size`, longer than `overflow_linger`.
+    IdleTimeout,
+    /// A `before_checkout` or `after_checkin` hook refused it or failed.
+    HookRejected,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`ClosedCounts`].
-    pub const ALL: [CloseReason; 7] = [
+    pub const ALL: [CloseReason; 10] = [
         Self::Overflow,
         Self::Recycle,
         Self::PingFailed,
@@ -39,6 +47,9 @@ impl CloseReason {
         Self::NullPool,
         Self::PoolClosed,
         Self::Discarded,
+        Self::Invalidated,
+        Self::IdleTimeout,
+        Self::HookRejected,
     ];
 
     /// The label used in metrics and events.
@@ -51,6 +62,9 @@ impl CloseReason {
             Self::NullPool => "null_pool",
             Self::PoolClosed => "pool_closed",
             Self::Discarded => "discarded",
+            Self::Invalidated => "invalidated",
+            Self::IdleTimeout => "idle_timeout",
+            Self::HookRejected => "hook_rejected",
         }
     }
 }
@@ -78,6 +92,12 @@ pub struct ClosedCounts {
     pub pool_closed: u64,
     /// [`CloseReason::Discarded`].
     pub discarded: u64,
+    /// [`CloseReason::Invalidated`].
+    pub invalidated: u64,
+    /// [`CloseReason::IdleTimeout`].
+    pub idle_timeout: u64,
+    /// [`CloseReason::HookRejected`].
+    pub hook_rejected: u64,
 }
 
 impl ClosedCounts {
@@ -90,6 +110,9 @@ impl ClosedCounts {
             CloseReason::NullPool => &mut self.null_pool,
             CloseReason::PoolClosed => &mut self.pool_closed,
             CloseReason::Discarded => &mut self.discarded,
+            CloseReason::Invalidated => &mut self.invalidated,
+            CloseReason::IdleTimeout => &mut self.idle_timeout,
+            CloseReason::HookRejected => &mut self.hook_rejected,
         };
         *slot += 1;
     }
@@ -103,6 +126,9 @@ impl ClosedCounts {
             + self.null_pool
             + self.pool_closed
             + self.discarded
+            + self.invalidated
+            + self.idle_timeout
+            + self.hook_rejected
     }
 }
 
@@ -123,6 +149,9 @@ pub struct Totals {
     pub ping_failures: u64,
     /// Connections reported held past `leak_threshold`.
     pub leaks: u64,
+    /// Lifecycle hooks (`after_connect`, `before_checkout`,
+    /// `after_checkin`) that failed or ran past `network_timeout`.
+    pub hook_failures: u64,
 }
 
 /// Overall judgement of a pool's state; [`Status::health_reasons`] says

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::PooledConnection;
+use super::hooks::{self, Hook};
 use super::ledger::{Checkout, Order};
 use super::open;
 use super::reservation::{self, Reservation};
@@ -72,11 +73,18 @@ pub(crate) async fn acquire<DB: Backend>(
             } => {
                 // The permit goes with the connection from here on.
                 let shared = reservation.into_checked_out();
+                let since = idle.since;
                 let conn = PooledConnection::new(shared, idle.raw, idle.meta, holder);
                 let vetted = match vet(conn, suspect, now) {
                     Vetted::Ready(conn) => Ok(conn),
                     Vetted::Ping(conn) => Box::pin(ping_checked_out(conn, deadline, now)).await,
                     Vetted::Discarded(shared) => Err(shared),
+                };
+                let vetted = match vetted {
+                    Ok(conn) if conn.pool().hooks.before_checkout.is_some() => {
+                        Box::pin(before_checkout(conn, since)).await
+                    }
+                    vetted => vetted,
                 };
                 match vetted {
                     Ok(conn) => {
@@ -230,6 +238,29 @@ pub(crate) async fn ping<DB: Backend>(
         "ping failed; replacing the connection"
     );
     false
+}
+
+/// The `before_checkout` hook: a refusal or failure closes the connection,
+/// and the caller keeps its permit to try another.
+async fn before_checkout<DB: Backend>(
+    mut conn: PooledConnection<DB>,
+    since: Instant,
+) -> Result<PooledConnection<DB>, Arc<Shared<DB>>> {
+    // Dropped mid-hook (caller cancelled): close rather than reuse.
+    conn.discard_as(CloseReason::HookRejected);
+    let shared = Arc::clone(conn.pool());
+    let Some(hook) = &shared.hooks.before_checkout else {
+        conn.keep();
+        return Ok(conn);
+    };
+    let info = hooks::info(conn.meta().created, Some(since));
+    let keep = hooks::run(&shared, Hook::BeforeCheckout, hook(conn.raw_mut(), info)).await;
+    if matches!(keep, Ok(true)) {
+        conn.keep();
+        Ok(conn)
+    } else {
+        Err(discard_keeping_permit(conn, CloseReason::HookRejected))
+    }
 }
 
 /// Closes a checked-out connection without giving its permit back; returns

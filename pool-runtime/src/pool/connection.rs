@@ -42,10 +42,17 @@ impl<DB: Backend> PooledConnection<DB> {
         }
     }
 
-    /// Closes the connection instead of returning it to the pool, for a
-    /// connection you know is broken or has session state to throw away.
+    /// Closes the connection when it is returned instead of keeping it,
+    /// for a connection you know is broken or whose session state you
+    /// cannot undo (SQLAlchemy's `invalidate()`). For every connection of
+    /// the pool, see [`Pool::invalidate_all`](crate::Pool::invalidate_all).
+    pub fn invalidate(&mut self) {
+        self.discard = Some(CloseReason::Invalidated);
+    }
+
+    /// The older name of [`invalidate`](Self::invalidate).
     pub fn close_on_return(&mut self) {
-        self.discard = Some(CloseReason::Discarded);
+        self.invalidate();
     }
 
     /// How long ago the connection was opened.

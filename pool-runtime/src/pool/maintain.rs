@@ -1,6 +1,7 @@
 //! Background upkeep, one task per pool, holding only a weak reference so a
 //! dropped pool stops it: leak reports, closing idle connections kept for
-//! waiters once nobody waits, gauges, keeping
+//! waiters once nobody waits or idle past `idle_timeout` / `overflow_linger`,
+//! gauges, keeping
 //! `min_idle` connections open, and the health probe.
 
 use std::panic::Location;
@@ -22,11 +23,19 @@ pub(crate) fn spawn<DB: Backend>(shared: &Arc<Shared<DB>>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let tick = shared
-        .settings
-        .leak_threshold
-        .map(|t| (t / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
-        .unwrap_or(Duration::from_secs(1));
+    // A quarter of the shortest bound the tick enforces, so a leak or an
+    // idle connection is seen within 25 % of its limit.
+    let settings = &shared.settings;
+    let tick = [
+        settings.leak_threshold,
+        settings.idle_timeout,
+        settings.overflow_linger,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|t| (t / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
+    .min()
+    .unwrap_or(Duration::from_secs(1));
     let weak = Arc::downgrade(shared);
     runtime.spawn(run(weak, tick));
 }
@@ -44,12 +53,13 @@ async fn run<DB: Backend>(weak: Weak<Shared<DB>>, tick: Duration) {
         let (extra, zero_waits) = {
             let mut st = shared.lock();
             (
-                st.trim(shared.settings.pool_size),
+                st.trim(shared.lingering(), Instant::now()),
                 st.waits.take_zero_waits(),
             )
         };
-        for raw in extra {
-            shared.metrics.closed(crate::CloseReason::Overflow);
+        for (raw, reason) in extra {
+            shared.metrics.closed(reason);
+            shared.echo_close(reason, None);
             shared.close_in_background(raw);
         }
         shared

@@ -3,8 +3,10 @@
 //! the sqlx `Executor` impl and the background upkeep ([`maintain`]).
 
 mod acquire;
+mod builder;
 mod connection;
 mod executor;
+mod hooks;
 mod ledger;
 mod maintain;
 mod open;
@@ -20,7 +22,10 @@ use std::time::Instant;
 
 use sqlx::Connection;
 
+pub use builder::PoolBuilder;
 pub use connection::PooledConnection;
+pub use hooks::{ConnectionInfo, Hook, HookError, HookFuture};
+use hooks::Hooks;
 use shared::Shared;
 pub use transaction::Transaction;
 
@@ -46,7 +51,7 @@ impl<DB: Backend> std::fmt::Debug for Pool<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("name", &self.shared.settings.name)
-            .field("url", &self.shared.url)
+            .field("url", &self.shared.url())
             .field("status", &format_args!("{}", self.status()))
             .finish()
     }
@@ -64,8 +69,17 @@ impl<DB: Backend> Pool<DB> {
     /// nor win the race against the connect's own bound
     /// (`faults_blackhole::first_connect_reports_connect_timeout`).
     pub async fn connect(settings: PoolSettings) -> Result<Self, Error> {
+        Self::connect_with_hooks(settings, Hooks::default()).await
+    }
+
+    /// A [`PoolBuilder`], for a pool with lifecycle hooks.
+    pub fn builder(settings: PoolSettings) -> PoolBuilder<DB> {
+        PoolBuilder::new(settings)
+    }
+
+    async fn connect_with_hooks(settings: PoolSettings, hooks: Hooks<DB>) -> Result<Self, Error> {
         let site = Location::caller();
-        let pool = Self::build(settings)?;
+        let pool = Self::build(settings, hooks)?;
         let settings = &pool.shared.settings;
         let limit = settings.connect_timeout + settings.pool_timeout;
         let first = acquire::acquire(Arc::clone(&pool.shared), site, limit).await;
@@ -78,15 +92,19 @@ impl<DB: Backend> Pool<DB> {
     /// Builds the pool without connecting; the first `acquire` connects.
     /// Settings and the URL are still checked now.
     pub fn connect_lazy(settings: PoolSettings) -> Result<Self, Error> {
-        let pool = Self::build(settings)?;
+        Self::connect_lazy_with_hooks(settings, Hooks::default())
+    }
+
+    fn connect_lazy_with_hooks(settings: PoolSettings, hooks: Hooks<DB>) -> Result<Self, Error> {
+        let pool = Self::build(settings, hooks)?;
         pool.shared.started.store(true, Ordering::Relaxed);
         Ok(pool)
     }
 
-    fn build(settings: PoolSettings) -> Result<Self, Error> {
+    fn build(settings: PoolSettings, hooks: Hooks<DB>) -> Result<Self, Error> {
         settings.validate()?;
         let options = DB::options(&settings)?;
-        let shared = Arc::new(Shared::new(settings, options));
+        let shared = Arc::new(Shared::new(settings, options, hooks));
         maintain::spawn(&shared);
         Ok(Self { shared })
     }
@@ -123,9 +141,71 @@ impl<DB: Backend> Pool<DB> {
         status
     }
 
-    /// The settings the pool was built from.
+    /// The settings the pool was built from. [`resize`](Self::resize) and
+    /// [`set_connect_url`](Self::set_connect_url) change the pool, not
+    /// these; [`status`](Self::status) shows the sizes in effect.
     pub fn settings(&self) -> &PoolSettings {
         &self.shared.settings
+    }
+
+    /// Closes every idle connection now and every checked-out one when it
+    /// comes back, so that from now on only connections opened after this
+    /// call are handed out (SQLAlchemy's pool-wide invalidation). For new
+    /// credentials (after [`set_connect_url`](Self::set_connect_url)), a
+    /// manual switchover, or a server you know restarted. Holders are not
+    /// interrupted; connections being opened at the call are closed when
+    /// returned.
+    pub fn invalidate_all(&self) {
+        let shared = &self.shared;
+        let idle = shared.lock().invalidate_all();
+        for raw in idle {
+            shared.metrics.closed(CloseReason::Invalidated);
+            shared.echo_close(CloseReason::Invalidated, None);
+            shared.close_in_background(raw);
+        }
+    }
+
+    /// Connects new connections to `url` from now on: credential rotation
+    /// without a restart. Checked as [`Pool::connect`] checks a URL (the
+    /// settings' TLS files and options apply to it too); a refusal back-off
+    /// of the old credentials ends at once. Existing connections stay
+    /// until [`invalidate_all`](Self::invalidate_all):
+    ///
+    /// ```no_run
+    /// # fn demo(pool: pool_runtime::Pool<sqlx::Postgres>) -> Result<(), pool_runtime::Error> {
+    /// pool.set_connect_url("postgres://app:new-password@db/app")?;
+    /// pool.invalidate_all();
+    /// # Ok(()) }
+    /// ```
+    pub fn set_connect_url(&self, url: impl Into<String>) -> Result<(), Error> {
+        let mut settings = self.shared.settings.clone();
+        settings.url = crate::Secret::new(url.into());
+        settings.validate()?;
+        let options = DB::options(&settings)?;
+        self.shared.set_target(options, settings.url.redacted());
+        Ok(())
+    }
+
+    /// Changes `pool_size` and `max_overflow` of the live pool (deadpool's
+    /// `resize`). Growing serves waiting callers at once; shrinking closes
+    /// idle connections beyond the new `pool_size` now and checked-out ones
+    /// beyond the new capacity as they come back. Checked as the settings
+    /// are (`min_idle` must still fit).
+    pub fn resize(&self, pool_size: u32, max_overflow: u32) -> Result<(), Error> {
+        let mut settings = self.shared.settings.clone();
+        settings.pool_size = pool_size;
+        settings.max_overflow = max_overflow;
+        settings.validate()?;
+        let shared = &self.shared;
+        let extra = shared.lock().resize(pool_size, settings.capacity(), || {
+            shared.handoff.add_permits(1)
+        });
+        *shared.sizes.lock().unwrap_or_else(|p| p.into_inner()) = (pool_size, max_overflow);
+        for raw in extra {
+            shared.metrics.closed(CloseReason::Overflow);
+            shared.close_in_background(raw);
+        }
+        Ok(())
     }
 
     /// The pool's name (metrics label, registry key).
@@ -177,10 +257,12 @@ impl<DB: Backend> Pool<DB> {
 }
 
 /// Rolls back whatever sqlx knows is open, or everything when `always`,
-/// and makes sure nothing is left queued on the connection.
+/// runs the `reset_statement` if any, and makes sure nothing is left
+/// queued on the connection.
 pub(crate) async fn reset<DB: Backend>(
     conn: &mut DB::Connection,
     always: bool,
+    statement: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     use sqlx_core::transaction::TransactionManager;
     while conn.is_in_transaction() {
@@ -188,6 +270,9 @@ pub(crate) async fn reset<DB: Backend>(
     }
     if always {
         DB::rollback_any(conn).await?;
+    }
+    if let Some(statement) = statement {
+        DB::run_statement(conn, statement).await?;
     }
     if conn.should_flush() {
         conn.ping().await?;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::PooledConnection;
+use super::hooks::{self, Hook};
 use super::ledger::{ConnMeta, Site};
 use super::reservation::Reservation;
 use super::shared::Shared;
@@ -25,10 +26,8 @@ pub(crate) async fn for_caller<DB: Backend>(
     reply: oneshot::Sender<Result<PooledConnection<DB>, Error>>,
 ) {
     let result = match open_raw(reservation.pool()).await {
-        Ok(raw) => {
-            let now = Instant::now();
-            let meta = ConnMeta::new(&reservation.pool().settings, now);
-            let (shared, holder) = reservation.connected(site, now);
+        Ok((raw, meta)) => {
+            let (shared, holder) = reservation.connected(site, meta.created);
             Ok(PooledConnection::new(shared, raw, meta, holder))
         }
         Err(error) => {
@@ -45,15 +44,15 @@ pub(crate) async fn for_caller<DB: Backend>(
 /// Returns whether it connected.
 pub(crate) async fn idle<DB: Backend>(reservation: Reservation<&Shared<DB>>) -> bool {
     let shared = *reservation.pool();
-    let Ok(raw) = open_raw(shared).await else {
+    let Ok((raw, meta)) = open_raw(shared).await else {
         return false;
     };
     // A NullPool keeps none: its probe connection closes at once.
     let keep = match shared.settings.pool_class {
         PoolClass::Null => 0,
-        PoolClass::Queue => shared.settings.pool_size,
+        // Up to `pool_size` as it is now (the ledger's, after resizes).
+        PoolClass::Queue => u32::MAX,
     };
-    let meta = ConnMeta::new(&shared.settings, Instant::now());
     if let Some((raw, reason)) = reservation.park(raw, meta, keep) {
         shared.metrics.closed(reason);
         shared.close_in_background(raw);
@@ -61,24 +60,48 @@ pub(crate) async fn idle<DB: Backend>(reservation: Reservation<&Shared<DB>>) -> 
     true
 }
 
-/// One bounded connect; books opened / failed counts. The first connection
-/// also reads the server's limits for status advice.
-pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Connection, Error> {
+/// One bounded connect, then the `after_connect` hook; books opened /
+/// failed counts. The first connection also reads the server's limits for
+/// status advice. The connection's epoch is the pool's when the connect
+/// began, so one opened across `invalidate_all` is not reused.
+pub(crate) async fn open_raw<DB: Backend>(
+    shared: &Shared<DB>,
+) -> Result<(DB::Connection, ConnMeta), Error> {
+    let (raw, epoch) = connect(shared).await?;
+    let meta = ConnMeta::new(&shared.settings, Instant::now(), epoch);
+    let Some(hook) = &shared.hooks.after_connect else {
+        return Ok((raw, meta));
+    };
+    let mut raw = raw;
+    let info = hooks::info(meta.created, None);
+    match hooks::run(shared, Hook::AfterConnect, hook(&mut raw, info)).await {
+        Ok(()) => Ok((raw, meta)),
+        Err(error) => {
+            // Booked as a failed connect by the caller's reservation.
+            shared.close_in_background(raw);
+            Err(error)
+        }
+    }
+}
+
+async fn connect<DB: Backend>(shared: &Shared<DB>) -> Result<(DB::Connection, u64), Error> {
     let settings = &shared.settings;
-    let held = shared
-        .lock()
-        .signals
-        .may_connect(Instant::now(), settings.connect_timeout);
+    let target = shared.target();
+    let (held, epoch) = {
+        let mut st = shared.lock();
+        let held = st.signals.may_connect(Instant::now(), settings.connect_timeout);
+        (held, st.epoch)
+    };
     if let Err(held) = held {
         return Err(Error::CredentialsRefused {
-            url: shared.url.clone(),
+            url: target.url.clone(),
             answer: held.answer,
             streak: held.streak,
             retry_in: held.retry_in,
         });
     }
     let connect =
-        tokio::time::timeout(settings.connect_timeout, DB::connect(&shared.options)).await;
+        tokio::time::timeout(settings.connect_timeout, DB::connect(&target.options)).await;
     let error = match connect {
         Ok(Ok(mut raw)) => {
             // Once per pool: a server that refuses the probe is not asked
@@ -97,14 +120,14 @@ pub(crate) async fn open_raw<DB: Backend>(shared: &Shared<DB>) -> Result<DB::Con
             if settings.echo_pool {
                 tracing::info!(target: "pool_runtime::events", pool = %settings.name, event = "connect");
             }
-            return Ok(raw);
+            return Ok((raw, epoch));
         }
         Ok(Err(source)) => Error::Connect {
-            url: shared.url.clone(),
+            url: target.url.clone(),
             source,
         },
         Err(_) => Error::ConnectTimeout {
-            url: shared.url.clone(),
+            url: target.url.clone(),
             timeout: settings.connect_timeout,
         },
     };

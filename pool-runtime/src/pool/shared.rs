@@ -9,14 +9,16 @@
 //! own lock. Counted in the ledger, each takes the one lock; the semaphore
 //! only queues callers that wait (FIFO), fed while they wait.
 
+use std::borrow::Cow;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use sqlx::Connection;
 use tokio::sync::{Notify, Semaphore};
 
-use super::ledger::{ConnMeta, Idle, Ledger};
+use super::hooks::{self, Hook, Hooks};
+use super::ledger::{ConnMeta, Idle, Ledger, Lingering};
 use super::reservation::Capacity;
 use crate::backend::Backend;
 use crate::observe::metrics::PoolMetrics;
@@ -25,9 +27,11 @@ use crate::{CloseReason, PoolClass, PoolSettings, ResetOnReturn, Status};
 
 pub(crate) struct Shared<DB: Backend> {
     pub settings: PoolSettings,
-    pub options: DB::Options,
-    /// The URL with its password masked, for messages.
-    pub url: String,
+    /// Where new connections go; replaced by `Pool::set_connect_url`.
+    target: RwLock<Arc<Target<DB>>>,
+    pub hooks: Hooks<DB>,
+    /// `pool_size` and `max_overflow` in effect (`Pool::resize`), for status.
+    pub sizes: Mutex<(u32, u32)>,
     pub state: Mutex<Ledger<DB::Connection>>,
     /// Callers waiting for a permit queue here; it holds permits only
     /// while callers wait (see [`Ledger::give_permit`]).
@@ -42,13 +46,23 @@ pub(crate) struct Shared<DB: Backend> {
     pub started: AtomicBool,
 }
 
+/// Connect options and the URL they came from, password masked.
+pub(crate) struct Target<DB: Backend> {
+    pub options: DB::Options,
+    pub url: String,
+}
+
 impl<DB: Backend> Shared<DB> {
-    pub(crate) fn new(settings: PoolSettings, options: DB::Options) -> Self {
+    pub(crate) fn new(settings: PoolSettings, options: DB::Options, hooks: Hooks<DB>) -> Self {
         let capacity = settings.capacity();
         Self {
-            url: settings.url.redacted(),
+            target: RwLock::new(Arc::new(Target {
+                options,
+                url: settings.url.redacted(),
+            })),
+            hooks,
+            sizes: Mutex::new((settings.pool_size, settings.max_overflow)),
             metrics: PoolMetrics::new(&settings.name, settings.metrics),
-            options,
             state: Mutex::new(Ledger::new(settings.pool_size, capacity)),
             handoff: Semaphore::new(0),
             returned: Notify::new(),
@@ -64,6 +78,31 @@ impl<DB: Backend> Shared<DB> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Where the next connect goes.
+    pub(crate) fn target(&self) -> Arc<Target<DB>> {
+        Arc::clone(&self.target.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The URL new connections go to, password masked, for messages.
+    pub(crate) fn url(&self) -> String {
+        self.target().url.clone()
+    }
+
+    /// New connect options; ends a refusal back-off of the old ones.
+    pub(crate) fn set_target(&self, options: DB::Options, url: String) {
+        *self.target.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Target { options, url });
+        self.lock().signals.connect_refused(Instant::now(), None);
+    }
+
+    /// How long idle connections stay beyond QueuePool's rule.
+    pub(crate) fn lingering(&self) -> Lingering {
+        Lingering {
+            overflow_linger: self.settings.overflow_linger,
+            idle_timeout: self.settings.idle_timeout,
+            min_open: self.settings.min_idle,
+        }
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -84,7 +123,15 @@ impl<DB: Backend> Shared<DB> {
                 database: st.signals.summary(now),
             }
         };
-        Status::compute(&self.settings, counts)
+        let sizes = *self.sizes.lock().unwrap_or_else(|p| p.into_inner());
+        let settings = if sizes == (self.settings.pool_size, self.settings.max_overflow) {
+            Cow::Borrowed(&self.settings)
+        } else {
+            let mut resized = self.settings.clone();
+            (resized.pool_size, resized.max_overflow) = sizes;
+            Cow::Owned(resized)
+        };
+        Status::compute(&settings, counts)
     }
 
     /// A connection comes back from a caller. Fast path: no reset needed,
@@ -119,8 +166,9 @@ impl<DB: Backend> Shared<DB> {
                 touched || raw.is_in_transaction() || raw.should_flush()
             }
         };
-        if !needs_reset {
-            self.release(holder, now, Some(Idle { raw, meta }), None);
+        let reset_statement = touched && self.settings.reset_statement.is_some();
+        if !needs_reset && !reset_statement && self.hooks.after_checkin.is_none() {
+            self.release(holder, now, Some(Idle::new(raw, meta)), None);
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -131,21 +179,35 @@ impl<DB: Backend> Shared<DB> {
         let shared = Arc::clone(self);
         runtime.spawn(async move {
             let always = shared.settings.reset_on_return == ResetOnReturn::RollbackAlways;
+            let statement = shared.settings.reset_statement.as_deref().filter(|_| touched);
             let reset = tokio::time::timeout(
                 shared.settings.network_timeout,
-                super::reset::<DB>(&mut raw, always),
+                super::reset::<DB>(&mut raw, always, statement),
             )
             .await;
-            let now = Instant::now();
-            match reset {
-                Ok(Ok(())) => shared.release(holder, now, Some(Idle { raw, meta }), None),
+            let reason = match reset {
+                Ok(Ok(())) => None,
                 Ok(Err(error)) => {
                     shared.echo_close(CloseReason::ResetFailed, Some(&error));
-                    shared.release(holder, now, None, Some(CloseReason::ResetFailed));
+                    Some(CloseReason::ResetFailed)
                 }
-                Err(_) => {
-                    // Timed out: the connection is in an unknown state.
-                    shared.release(holder, now, None, Some(CloseReason::ResetFailed));
+                // Timed out: the connection is in an unknown state.
+                Err(_) => Some(CloseReason::ResetFailed),
+            };
+            let reason = match (reason, &shared.hooks.after_checkin) {
+                (None, Some(hook)) => {
+                    let info = hooks::info(meta.created, None);
+                    let keep = hooks::run(&shared, Hook::AfterCheckin, hook(&mut raw, info)).await;
+                    (!matches!(keep, Ok(true))).then_some(CloseReason::HookRejected)
+                }
+                (reason, _) => reason,
+            };
+            let now = Instant::now();
+            match reason {
+                None => shared.release(holder, now, Some(Idle::new(raw, meta)), None),
+                Some(reason) => {
+                    shared.release(holder, now, None, Some(reason));
+                    shared.close_in_background(raw);
                 }
             }
         });
@@ -163,7 +225,8 @@ impl<DB: Backend> Shared<DB> {
     ) {
         let done = {
             let mut st = self.lock();
-            let done = st.check_in(holder, conn, closing, self.settings.pool_size, now);
+            let linger = self.settings.overflow_linger.is_some();
+            let done = st.check_in(holder, conn, closing, linger, now);
             st.give_permit(|| self.handoff.add_permits(1));
             done
         };

@@ -242,10 +242,14 @@ pub(crate) fn connect_text(err: &sqlx::Error) -> String {
         };
     }
     let text = sqlx_text(err);
-    let hint = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+    // rustls names these as enum variants in older releases and in words
+    // in newer ones ("certificate not valid for name …": the hint was
+    // missing, found by tls.rs `a_certificate_for_another_host_is_refused_under_verify_full`).
+    let words = text.to_ascii_lowercase().replace(' ', "");
+    let hint = if words.contains("unknownissuer") || words.contains("badsignature") {
         "the server's certificate is not signed by a CA this client trusts \
          (sslrootcert, or the built-in roots): "
-    } else if text.contains("NotValidForName") {
+    } else if words.contains("notvalidforname") {
         "the server's certificate is not for this host name (sslmode=verify-full checks it): "
     } else if text.contains("server does not support TLS") {
         "the server does not accept TLS, and sslmode requires it: "

@@ -167,6 +167,10 @@ async fn a_certificate_from_another_ca_is_refused() {
             msg.contains("UnknownIssuer") || msg.contains("unknown issuer"),
             "{mode}: {msg}"
         );
+        assert!(
+            msg.contains("not signed by a CA this client trusts"),
+            "{mode}: the hint: {msg}"
+        );
     }
 }
 
@@ -434,5 +438,98 @@ async fn repeated_refusals_are_answered_without_asking_the_server() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(pool.status().database.credentials_refused, None);
+    pool.close().await;
+}
+
+/// The server's certificate names `localhost` and `127.0.0.1`; the same
+/// server reached as `::ffff:127.0.0.1` (the IPv4-mapped IPv6 address, the
+/// same socket) is another host name. verify-full refuses it saying so;
+/// verify-ca, which checks the chain only, accepts it.
+#[tokio::test]
+async fn a_certificate_for_another_host_is_refused_under_verify_full() {
+    let db = tls_server().create_database().await.unwrap();
+    let ca = tls_server().ca_path().unwrap().display().to_string();
+    // sqlx resolves a bracketed URL host by name; libpq's `host`
+    // parameter takes the address as it is.
+    let elsewhere = |mode: &str| {
+        let url = with_query(&db.url(), |u| {
+            u.query_pairs_mut().append_pair("host", "::ffff:127.0.0.1");
+        });
+        tls_params(&url, &[("sslmode", mode), ("sslrootcert", &ca)])
+    };
+    let err = Pool::<Postgres>::connect(settings(elsewhere("verify-full"), "tls_other_host"))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    eprintln!("verify-full, another host name: {msg}");
+    assert!(
+        msg.contains("the server's certificate is not for this host name"),
+        "{msg}"
+    );
+    assert!(msg.contains("::ffff:127.0.0.1"), "names the host: {msg}");
+    hold_three_and_check(elsewhere("verify-ca"), "tls_other_host_ca").await;
+}
+
+/// Credential rotation without a restart: the password changes on the
+/// server; connections already open keep working (PostgreSQL checks a
+/// password only at connect), new ones are refused until the pool gets
+/// the new URL, and `invalidate_all` then replaces every old connection.
+#[tokio::test]
+async fn a_new_password_takes_effect_without_a_restart() {
+    let server = tls_server();
+    server
+        .create_user("tls_rotate", "first-secret")
+        .await
+        .unwrap();
+    let db = server.create_database().await.unwrap();
+    let url_with = |password: &str| {
+        with_query(&db.url(), |u| {
+            u.set_username("tls_rotate").unwrap();
+            u.set_password(Some(password)).unwrap();
+        })
+    };
+    let app = "tls_rotate";
+    let pool: Pool<Postgres> = Pool::connect(settings(url_with("first-secret"), app))
+        .await
+        .unwrap();
+    let held: Vec<_> = futures_util::future::try_join_all((0..2).map(|_| pool.acquire()))
+        .await
+        .unwrap();
+    drop(held);
+    let old_pids = server.pids(app).await.unwrap();
+    assert_eq!(old_pids.len(), 2);
+
+    let mut admin = server.connect_admin().await.unwrap();
+    sqlx::query("ALTER ROLE tls_rotate PASSWORD 'second-secret'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // Open connections are not affected ...
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(user, "tls_rotate");
+    // ... but after invalidate_all alone, new connects are refused.
+    pool.invalidate_all();
+    let refused = pool.acquire().await.unwrap_err();
+    assert!(refused.to_string().contains("28P01"), "{refused}");
+
+    // A bad URL is rejected and changes nothing.
+    let bad = pool.set_connect_url("mysql://tls_rotate:second-secret@localhost/x");
+    let bad = bad.unwrap_err().to_string();
+    assert!(!bad.contains("second-secret"), "{bad}");
+
+    // The new URL: the refusal back-off ends at once, no restart.
+    pool.set_connect_url(url_with("second-secret")).unwrap();
+    let held: Vec<_> = futures_util::future::try_join_all((0..2).map(|_| pool.acquire()))
+        .await
+        .expect("new connections with the new password");
+    let new_pids = server.pids(app).await.unwrap();
+    assert_eq!(new_pids.len(), 2, "{new_pids:?}");
+    assert!(new_pids.iter().all(|p| !old_pids.contains(p)), "{old_pids:?} -> {new_pids:?}");
+    drop(held);
+    let shown = format!("{pool:?} {}", pool.status());
+    assert!(!shown.contains("second-secret") && !shown.contains("first-secret"), "{shown}");
     pool.close().await;
 }

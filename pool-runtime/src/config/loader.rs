@@ -94,6 +94,18 @@ impl<T: PoolConfig> Loaded<T> {
     pub async fn connect(&self) -> Result<crate::Pool<sqlx::Postgres>, crate::Error> {
         self.connect_as::<sqlx::Postgres>().await
     }
+
+    /// A [`PoolBuilder`](crate::PoolBuilder) with [`Loaded::settings`], to
+    /// add lifecycle hooks (code, so not in the config) before connecting.
+    pub fn builder_as<DB: crate::Backend>(&self) -> crate::PoolBuilder<DB> {
+        crate::Pool::<DB>::builder(self.settings())
+    }
+
+    /// [`builder_as`](Self::builder_as) for PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn builder(&self) -> crate::PoolBuilder<sqlx::Postgres> {
+        self.builder_as::<sqlx::Postgres>()
+    }
 }
 
 impl<T> std::ops::Deref for Loaded<T> {

@@ -50,9 +50,17 @@ pub struct StandardPoolConfig {
     /// What happens to a returned connection: rollback, rollback_always or none.
     #[pool(default = "rollback")]
     pub reset_on_return: ResetOnReturn,
+    /// SQL run on a returned connection that ran statements (RESET ALL, or your own); unset runs nothing.
+    pub reset_statement: Option<String>,
     /// Connections opened at start and kept open (at most pool_size).
     #[pool(default = 0)]
     pub min_idle: u32,
+    /// Close connections idle this long while more than min_idle are open ("off": keep pool_size).
+    #[pool(default = "off")]
+    pub idle_timeout: Option<Duration>,
+    /// Keep a returned overflow connection idle this long instead of closing it ("off": close at once).
+    #[pool(default = "off")]
+    pub overflow_linger: Option<Duration>,
     /// Bound on opening one connection.
     #[pool(default = "10s", range = "1ms"..)]
     pub connect_timeout: Duration,

@@ -55,7 +55,12 @@ async fn server_count(app: &str) -> usize {
 }
 
 async fn server_pids(app: &str) -> HashSet<i32> {
-    server().pids(app).await.expect("pids").into_iter().collect()
+    server()
+        .pids(app)
+        .await
+        .expect("pids")
+        .into_iter()
+        .collect()
 }
 
 async fn eventually(app: &str, expected: usize) {
@@ -111,7 +116,11 @@ async fn after_connect_runs_once_on_every_new_connection() {
         }
     }
     assert_eq!(server_count(&f.app).await, 3);
-    assert_eq!(runs.load(Ordering::SeqCst), 3, "once per connection, not per checkout");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "once per connection, not per checkout"
+    );
 }
 
 /// SQLAlchemy's test_connect_event_fails_invalidates: the checkout fails
@@ -121,7 +130,11 @@ async fn after_connect_runs_once_on_every_new_connection() {
 async fn a_failing_after_connect_fails_the_checkout_at_once_and_gives_its_slot_back() {
     let f = fixture(
         "after_connect_fails",
-        |b| b.pool_size(1).max_overflow(0).pool_timeout(Duration::from_secs(20)),
+        |b| {
+            b.pool_size(1)
+                .max_overflow(0)
+                .pool_timeout(Duration::from_secs(20))
+        },
         |b| {
             b.after_connect(|conn, _info| {
                 Box::pin(async move {
@@ -138,7 +151,10 @@ async fn a_failing_after_connect_fails_the_checkout_at_once_and_gives_its_slot_b
         let waited = start.elapsed();
         match &error {
             Error::Hook { hook, pool, .. } => {
-                assert_eq!((*hook, pool.as_str()), (Hook::AfterConnect, "after_connect_fails"));
+                assert_eq!(
+                    (*hook, pool.as_str()),
+                    (Hook::AfterConnect, "after_connect_fails")
+                );
             }
             other => panic!("attempt {attempt}: expected a hook error, got {other:?}"),
         }
@@ -148,7 +164,10 @@ async fn a_failing_after_connect_fails_the_checkout_at_once_and_gives_its_slot_b
             "{text}"
         );
         // Not a wait for pool_timeout (20 s): it fails as the hook does.
-        assert!(waited < Duration::from_secs(10), "attempt {attempt} took {waited:?}");
+        assert!(
+            waited < Duration::from_secs(10),
+            "attempt {attempt} took {waited:?}"
+        );
     }
     eventually(&f.app, 0).await;
     let s = f.pool.status();
@@ -207,7 +226,12 @@ async fn a_before_checkout_that_hangs_is_cut_at_network_timeout() {
     .await;
     drop(f.pool.acquire().await.unwrap());
     // The idle one's hook hangs: it is closed and a new one opened.
-    drop(f.pool.acquire().await.expect("a fresh connection after the hook timed out"));
+    drop(
+        f.pool
+            .acquire()
+            .await
+            .expect("a fresh connection after the hook timed out"),
+    );
     let s = f.pool.status();
     assert_eq!((s.totals.hook_failures, s.totals.opened), (1, 2), "{s}");
     eventually(&f.app, 1).await;
@@ -243,7 +267,9 @@ async fn after_checkin_may_close_the_returned_connection() {
         let mut a = f.pool.acquire().await.unwrap();
         let mut b = f.pool.acquire().await.unwrap();
         let dirty = pid(&mut b).await;
-        b.execute("CREATE TEMP TABLE scratch (x int)").await.unwrap();
+        b.execute("CREATE TEMP TABLE scratch (x int)")
+            .await
+            .unwrap();
         assert_eq!(pid(&mut a).await, clean);
         dirty
     };
@@ -255,7 +281,11 @@ async fn after_checkin_may_close_the_returned_connection() {
 /// Each task reads the tenant setting it finds, then sets its own. With
 /// `reset_statement` it must always find none.
 async fn tenants_seen_by_others(reset: Option<&str>) -> usize {
-    let name = if reset.is_some() { "tenants_reset" } else { "tenants_leak" };
+    let name = if reset.is_some() {
+        "tenants_reset"
+    } else {
+        "tenants_leak"
+    };
     let f = fixture(
         name,
         |b| {
@@ -299,14 +329,21 @@ async fn tenants_seen_by_others(reset: Option<&str>) -> usize {
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(server_count(&f.app).await, 3, "the same 3 connections served everyone");
+    assert_eq!(
+        server_count(&f.app).await,
+        3,
+        "the same 3 connections served everyone"
+    );
     leaks.load(Ordering::SeqCst)
 }
 
 #[tokio::test]
 async fn tenant_state_never_reaches_the_next_caller() {
     // Without a reset the setting leaks (the test can fail) ...
-    assert!(tenants_seen_by_others(None).await > 0, "the control run must leak");
+    assert!(
+        tenants_seen_by_others(None).await > 0,
+        "the control run must leak"
+    );
     // ... with one it never does, under 24 tasks on 3 connections.
     assert_eq!(tenants_seen_by_others(Some("RESET ALL")).await, 0);
 }
@@ -324,7 +361,12 @@ async fn invalidate_closes_that_connection_on_return() {
 
 #[tokio::test]
 async fn invalidate_all_replaces_every_connection_made_before_it() {
-    let f = fixture("invalidate_all", |b| b.pool_size(3).max_overflow(0), no_hooks).await;
+    let f = fixture(
+        "invalidate_all",
+        |b| b.pool_size(3).max_overflow(0),
+        no_hooks,
+    )
+    .await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(f.pool.acquire().await.unwrap());
@@ -341,7 +383,10 @@ async fn invalidate_all_replaces_every_connection_made_before_it() {
     // ... and closes when it comes back.
     pool_testkit::assert::pids_gone(server(), &[kept_pid], SETTLE).await;
     let mut fresh = f.pool.acquire().await.unwrap();
-    assert!(!before.contains(&pid(&mut fresh).await), "a connection from after the call");
+    assert!(
+        !before.contains(&pid(&mut fresh).await),
+        "a connection from after the call"
+    );
     assert_eq!(f.pool.status().totals.closed.invalidated, 3);
 }
 
@@ -371,7 +416,12 @@ async fn idle_timeout_closes_idle_connections_down_to_min_idle() {
 
 #[tokio::test]
 async fn without_idle_timeout_pool_size_stays_open() {
-    let f = fixture("no_idle_timeout", |b| b.pool_size(4).max_overflow(0), no_hooks).await;
+    let f = fixture(
+        "no_idle_timeout",
+        |b| b.pool_size(4).max_overflow(0),
+        no_hooks,
+    )
+    .await;
     let held: Vec<_> = futures_util::future::try_join_all((0..4).map(|_| f.pool.acquire()))
         .await
         .unwrap();
@@ -394,7 +444,11 @@ async fn overflow_lingers_for_reuse_then_closes() {
     .await;
     let burst = || futures_util::future::try_join_all((0..4).map(|_| f.pool.acquire()));
     drop(burst().await.unwrap());
-    assert_eq!(server_count(&f.app).await, 4, "overflow lingers after return");
+    assert_eq!(
+        server_count(&f.app).await,
+        4,
+        "overflow lingers after return"
+    );
     // A second burst within the linger reuses them: nothing new opened.
     drop(burst().await.unwrap());
     assert_eq!(f.pool.status().totals.opened, 4);
@@ -429,7 +483,11 @@ async fn resize_down_closes_extras_as_they_come_back() {
 async fn resize_up_serves_a_waiting_caller_at_once() {
     let f = fixture(
         "resize_up",
-        |b| b.pool_size(1).max_overflow(0).pool_timeout(Duration::from_secs(20)),
+        |b| {
+            b.pool_size(1)
+                .max_overflow(0)
+                .pool_timeout(Duration::from_secs(20))
+        },
         no_hooks,
     )
     .await;
@@ -450,8 +508,62 @@ async fn resize_up_serves_a_waiting_caller_at_once() {
 #[tokio::test]
 async fn resize_is_checked_like_the_settings() {
     let f = fixture("resize_bad", |b| b.pool_size(2).min_idle(2), no_hooks).await;
-    let error = f.pool.resize(1, 0).expect_err("min_idle would exceed pool_size");
+    let error = f
+        .pool
+        .resize(1, 0)
+        .expect_err("min_idle would exceed pool_size");
     let text = error.to_string();
-    assert!(text.contains("min_idle (2) exceeds pool_size (1)"), "{text}");
+    assert!(
+        text.contains("min_idle (2) exceeds pool_size (1)"),
+        "{text}"
+    );
     assert_eq!(f.pool.status().pool_size, 2, "unchanged");
+}
+
+/// The data-like parts come from the environment through the derive; the
+/// hooks go on the loaded config's builder.
+#[tokio::test]
+async fn a_derived_config_takes_hooks_and_lifecycle_settings_from_env() {
+    use pool_runtime::PoolConfig;
+    use pool_runtime::config::{EnvSource, StandardPoolConfig};
+
+    let db = server().create_database().await.expect("test database");
+    let app = format!("lc_derived_{}", std::process::id());
+    let source = EnvSource::from_pairs([
+        ("DATABASE_URL", db.url()),
+        ("DB_APPLICATION_NAME", app.clone()),
+        ("DB_POOL_SIZE", "2".to_owned()),
+        ("DB_RESET_STATEMENT", "RESET ALL".to_owned()),
+        ("DB_IDLE_TIMEOUT", "250ms".to_owned()),
+        ("DB_OVERFLOW_LINGER", "2s".to_owned()),
+    ]);
+    let loaded = StandardPoolConfig::load(&source).expect("config loads");
+    let settings = loaded.settings();
+    assert_eq!(settings.reset_statement.as_deref(), Some("RESET ALL"));
+    assert_eq!(settings.idle_timeout, Some(Duration::from_millis(250)));
+    assert_eq!(settings.overflow_linger, Some(Duration::from_secs(2)));
+    let pool = loaded
+        .builder()
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET search_path TO from_the_hook").await?;
+                Ok(())
+            })
+        })
+        .connect()
+        .await
+        .expect("pool connects");
+    let path: String = sqlx::query_scalar("SHOW search_path")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(path, "from_the_hook");
+    // idle_timeout (min_idle 0): the idle connection goes.
+    eventually(&app, 0).await;
+    let bad = StandardPoolConfig::load(&EnvSource::from_pairs([
+        ("DATABASE_URL", db.url()),
+        ("DB_IDLE_TIMEOUT", "soon".to_owned()),
+    ]))
+    .expect_err("a bad duration");
+    assert!(bad.to_string().contains("DB_IDLE_TIMEOUT"), "{bad}");
 }

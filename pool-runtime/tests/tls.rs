@@ -527,9 +527,15 @@ async fn a_new_password_takes_effect_without_a_restart() {
         .expect("new connections with the new password");
     let new_pids = server.pids(app).await.unwrap();
     assert_eq!(new_pids.len(), 2, "{new_pids:?}");
-    assert!(new_pids.iter().all(|p| !old_pids.contains(p)), "{old_pids:?} -> {new_pids:?}");
+    assert!(
+        new_pids.iter().all(|p| !old_pids.contains(p)),
+        "{old_pids:?} -> {new_pids:?}"
+    );
     drop(held);
     let shown = format!("{pool:?} {}", pool.status());
-    assert!(!shown.contains("second-secret") && !shown.contains("first-secret"), "{shown}");
+    assert!(
+        !shown.contains("second-secret") && !shown.contains("first-secret"),
+        "{shown}"
+    );
     pool.close().await;
 }

@@ -1,8 +1,8 @@
 //! [`PoolBuilder`]: a pool with lifecycle hooks, which are code and so live
 //! beside the settings (plain data) rather than in them.
 
-use super::hooks::{ConnectionInfo, HookFuture, Hooks};
 use super::Pool;
+use super::hooks::{ConnectionInfo, HookFuture, Hooks};
 use crate::{Backend, Error, PoolSettings};
 
 /// Builds a [`Pool`] with lifecycle hooks; [`Pool::builder`] starts one.

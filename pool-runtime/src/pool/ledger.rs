@@ -466,7 +466,9 @@ impl<C> Ledger<C> {
         }
         let idle_for = |idle: &Idle<C>| now.saturating_duration_since(idle.since);
         while self.idle.len() > self.pool_size as usize {
-            let Some(front) = self.idle.front() else { break };
+            let Some(front) = self.idle.front() else {
+                break;
+            };
             let (limit, reason) = match lingering.overflow_linger {
                 Some(linger) => (linger, CloseReason::IdleTimeout),
                 None => (Duration::ZERO, CloseReason::Overflow),
@@ -478,7 +480,10 @@ impl<C> Ledger<C> {
         }
         if let Some(timeout) = lingering.idle_timeout {
             while self.open > lingering.min_open
-                && self.idle.front().is_some_and(|idle| idle_for(idle) >= timeout)
+                && self
+                    .idle
+                    .front()
+                    .is_some_and(|idle| idle_for(idle) >= timeout)
             {
                 self.close_front(CloseReason::IdleTimeout, &mut extra);
             }
@@ -554,17 +559,17 @@ mod lingering {
         let holders: Vec<u64> = (0..n)
             .map(|_| {
                 assert!(l.take_permit());
-                assert!(matches!(l.check_out(Order::Fifo, site, now), Checkout::Open));
+                assert!(matches!(
+                    l.check_out(Order::Fifo, site, now),
+                    Checkout::Open
+                ));
                 l.connected(site, now)
             })
             .collect();
         for (i, holder) in holders.into_iter().enumerate() {
             let meta = ConnMeta::new(&crate::PoolSettings::new("sqlite::memory:"), now, 0);
-            let done = l.check_in(holder, Some(Idle::new(i as u32, meta)), None, linger, now);
+            let _closed = l.check_in(holder, Some(Idle::new(i as u32, meta)), None, linger, now);
             l.give_permit(|| unreachable!("nobody waits"));
-            if let Some((raw, _)) = done.close {
-                drop(raw);
-            }
         }
         l.check_invariants();
         l
@@ -630,7 +635,11 @@ mod lingering {
             l.give_permit(|| unreachable!("nobody waits"));
             l.check_invariants();
         }
-        assert_eq!((l.open, l.free, l.owed), (1, 1, 0), "one kept idle, every owed permit absorbed");
+        assert_eq!(
+            (l.open, l.free, l.owed),
+            (1, 1, 0),
+            "one kept idle, every owed permit absorbed"
+        );
     }
 }
 
@@ -858,7 +867,11 @@ mod model {
                 t.join().unwrap();
             }
             check_end_state(&model);
-            assert_eq!(model.ledger.lock().unwrap().owed, 0, "nothing owed at the end");
+            assert_eq!(
+                model.ledger.lock().unwrap().owed,
+                0,
+                "nothing owed at the end"
+            );
         });
     }
 
@@ -881,7 +894,10 @@ mod model {
             caller.join().unwrap();
             check_end_state(&model);
             let ledger = model.ledger.lock().unwrap();
-            assert!(ledger.totals.closed.invalidated >= 1, "the first connection was invalidated");
+            assert!(
+                ledger.totals.closed.invalidated >= 1,
+                "the first connection was invalidated"
+            );
         });
     }
 

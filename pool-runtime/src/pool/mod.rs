@@ -24,8 +24,8 @@ use sqlx::Connection;
 
 pub use builder::PoolBuilder;
 pub use connection::PooledConnection;
-pub use hooks::{ConnectionInfo, Hook, HookError, HookFuture};
 use hooks::Hooks;
+pub use hooks::{ConnectionInfo, Hook, HookError, HookFuture};
 use shared::Shared;
 pub use transaction::Transaction;
 

@@ -89,7 +89,9 @@ async fn connect<DB: Backend>(shared: &Shared<DB>) -> Result<(DB::Connection, u6
     let target = shared.target();
     let (held, epoch) = {
         let mut st = shared.lock();
-        let held = st.signals.may_connect(Instant::now(), settings.connect_timeout);
+        let held = st
+            .signals
+            .may_connect(Instant::now(), settings.connect_timeout);
         (held, st.epoch)
     };
     if let Err(held) = held {

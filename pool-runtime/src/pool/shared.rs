@@ -179,7 +179,11 @@ impl<DB: Backend> Shared<DB> {
         let shared = Arc::clone(self);
         runtime.spawn(async move {
             let always = shared.settings.reset_on_return == ResetOnReturn::RollbackAlways;
-            let statement = shared.settings.reset_statement.as_deref().filter(|_| touched);
+            let statement = shared
+                .settings
+                .reset_statement
+                .as_deref()
+                .filter(|_| touched);
             let reset = tokio::time::timeout(
                 shared.settings.network_timeout,
                 super::reset::<DB>(&mut raw, always, statement),

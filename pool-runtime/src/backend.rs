@@ -32,6 +32,12 @@ pub trait Backend: sqlx::Database {
     /// Builds connect options, or says what is wrong with the URL.
     fn options(settings: &PoolSettings) -> Result<Self::Options, Error>;
 
+    /// Options for the read-only connections of a pool split into one
+    /// writer and readers, or `None` (the default) for no split.
+    fn reader_options(_settings: &PoolSettings, _options: &Self::Options) -> Option<Self::Options> {
+        None
+    }
+
     /// Opens one connection (the pool bounds it with `connect_timeout`).
     fn connect(
         options: &Self::Options,
@@ -166,7 +172,9 @@ impl Backend for sqlx::Sqlite {
             .busy_timeout(lite.busy_timeout)
             .statement_cache_capacity(settings.statement_cache_capacity);
         if lite.wal {
-            options = options.journal_mode(SqliteJournalMode::Wal);
+            options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
         }
         if let Some(pages) = lite.cache_size {
             options = options.pragma("cache_size", pages.to_string());
@@ -175,6 +183,16 @@ impl Backend for sqlx::Sqlite {
             options = options.pragma("mmap_size", bytes.to_string());
         }
         Ok(options)
+    }
+
+    /// `PRAGMA query_only` rather than a read-only open: a read-only
+    /// connection cannot create the WAL's shared-memory file, so it could
+    /// not be the first to open a fresh database.
+    fn reader_options(settings: &PoolSettings, options: &Self::Options) -> Option<Self::Options> {
+        let url = settings.url.expose();
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        (settings.sqlite.single_writer && !in_memory)
+            .then(|| options.clone().pragma("query_only", "ON"))
     }
 
     fn connect(

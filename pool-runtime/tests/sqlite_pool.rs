@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use pool_runtime::{Error, Pool, PoolClass, PoolSettings, ResetOnReturn};
+use pool_runtime::{Error, Pool, PoolClass, PoolSettings, ResetOnReturn, SqliteSettings};
 use sqlx::Sqlite;
 
 struct Db {
@@ -20,8 +20,19 @@ fn db() -> Db {
     Db { _dir: dir, url }
 }
 
+/// One QueuePool over the file: the semantics under test here. A file
+/// database is split into one writer and readers by default; that split is
+/// tested in `sqlite_writer.rs`.
+fn unsplit() -> SqliteSettings {
+    SqliteSettings {
+        single_writer: false,
+        ..SqliteSettings::default()
+    }
+}
+
 async fn pool(db: &Db, size: u32, overflow: u32, timeout_ms: u64) -> Pool<Sqlite> {
     let settings = PoolSettings::builder(&db.url)
+        .sqlite(unsplit())
         .pool_size(size)
         .max_overflow(overflow)
         .pool_timeout(Duration::from_millis(timeout_ms))
@@ -222,6 +233,7 @@ async fn dropped_acquires_leak_nothing() {
 async fn null_pool_opens_and_closes_per_checkout() {
     let db = db();
     let settings = PoolSettings::builder(&db.url)
+        .sqlite(unsplit())
         .pool_class(PoolClass::Null)
         .build()
         .unwrap();
@@ -268,6 +280,7 @@ async fn a_dropped_transaction_is_rolled_back_before_reuse() {
 async fn raw_begin_is_rolled_back_with_rollback_always() {
     let db = db();
     let settings = PoolSettings::builder(&db.url)
+        .sqlite(unsplit())
         .pool_size(1)
         .max_overflow(0)
         .reset_on_return(ResetOnReturn::RollbackAlways)

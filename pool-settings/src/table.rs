@@ -371,6 +371,13 @@ pub const SETTINGS: &[Setting] = &[
         "How many replicas of this service share the database.",
     ),
     s(
+        "sqlite_single_writer",
+        &["sqlite", "single_writer"],
+        Kind::Bool,
+        "true",
+        "A SQLite file database gets one writer connection (`acquire`, `begin`, `&Pool`) and `pool_size` read-only ones (`pool.reader()`).",
+    ),
+    s(
         "sqlite_wal",
         &["sqlite", "wal"],
         Kind::Bool,

@@ -237,6 +237,11 @@ pub struct Status {
     pub recommendations: Vec<String>,
     /// Whether the pool was closed.
     pub closed: bool,
+    /// The read-only connections of a SQLite pool split into one writer
+    /// and readers ([`Pool::reader`](crate::Pool::reader)); the fields
+    /// above are the writer's, `health` is the worse of the two.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readers: Option<Box<Status>>,
 }
 
 /// The call site holding a connection longest.
@@ -292,6 +297,7 @@ impl Status {
             server: counts.server,
             recommendations: Vec::new(),
             closed: counts.closed,
+            readers: None,
         };
         (status.health, status.health_reasons) = status.judge(settings);
         status.recommendations = status.advise(settings);
@@ -475,6 +481,9 @@ impl fmt::Display for Status {
         )?;
         if !self.health_reasons.is_empty() {
             write!(f, " ({})", self.health_reasons.join("; "))?;
+        }
+        if let Some(readers) = &self.readers {
+            write!(f, "\n  readers: {readers}")?;
         }
         for line in &self.recommendations {
             write!(f, "\n  - {line}")?;

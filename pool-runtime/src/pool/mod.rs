@@ -35,14 +35,21 @@ use crate::{Backend, CloseReason, Error, PoolSettings, Status};
 ///
 /// Cheap to clone (an `Arc`); every clone is the same pool. `&Pool` is an
 /// sqlx [`Executor`](sqlx::Executor), so `query.fetch_one(&pool)` works.
+///
+/// A SQLite file database is split by default (`sqlite_single_writer`):
+/// `acquire`, `begin` and `&Pool` use its one writer connection, and
+/// [`reader`](Self::reader) its read-only connections.
 pub struct Pool<DB: Backend> {
     shared: Arc<Shared<DB>>,
+    /// The read-only connections of a split pool.
+    readers: Option<Arc<Shared<DB>>>,
 }
 
 impl<DB: Backend> Clone for Pool<DB> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            readers: self.readers.clone(),
         }
     }
 }
@@ -82,10 +89,15 @@ impl<DB: Backend> Pool<DB> {
         let pool = Self::build(settings, hooks)?;
         let settings = &pool.shared.settings;
         let limit = settings.connect_timeout + settings.pool_timeout;
+        // The writer first: it creates a fresh SQLite file and its WAL.
         let first = acquire::acquire(Arc::clone(&pool.shared), site, limit).await;
-        pool.shared.started.store(true, Ordering::Relaxed);
+        for shared in pool.parts() {
+            shared.started.store(true, Ordering::Relaxed);
+        }
         drop(first?);
-        maintain::top_up(&pool.shared).await;
+        for shared in pool.parts() {
+            maintain::top_up(shared).await;
+        }
         Ok(pool)
     }
 
@@ -97,16 +109,57 @@ impl<DB: Backend> Pool<DB> {
 
     fn connect_lazy_with_hooks(settings: PoolSettings, hooks: Hooks<DB>) -> Result<Self, Error> {
         let pool = Self::build(settings, hooks)?;
-        pool.shared.started.store(true, Ordering::Relaxed);
+        for shared in pool.parts() {
+            shared.started.store(true, Ordering::Relaxed);
+        }
         Ok(pool)
     }
 
     fn build(settings: PoolSettings, hooks: Hooks<DB>) -> Result<Self, Error> {
         settings.validate()?;
         let options = DB::options(&settings)?;
-        let shared = Arc::new(Shared::new(settings, options, hooks));
-        maintain::spawn(&shared);
-        Ok(Self { shared })
+        let readers = DB::reader_options(&settings, &options).map(|read_only| {
+            let mut readers = settings.clone();
+            readers.name = format!("{}.readers", settings.name);
+            Arc::new(Shared::new(readers, read_only, hooks.clone()))
+        });
+        let mut writer = settings;
+        if readers.is_some() {
+            writer.pool_size = 1;
+            writer.max_overflow = 0;
+            writer.min_idle = writer.min_idle.min(1);
+        }
+        let shared = Arc::new(Shared::new(writer, options, hooks));
+        let pool = Self { shared, readers };
+        for shared in pool.parts() {
+            maintain::spawn(shared);
+        }
+        Ok(pool)
+    }
+
+    /// The writer (or only) part, then the readers of a split pool.
+    fn parts(&self) -> impl Iterator<Item = &Arc<Shared<DB>>> {
+        std::iter::once(&self.shared).chain(&self.readers)
+    }
+
+    /// A handle on the pool's read-only connections: `acquire` on it, or
+    /// `&pool.reader()` as an executor, reads while the writer writes.
+    /// Only a SQLite file database is split; for every other pool this is
+    /// the pool itself. A write through it fails with SQLite's "attempt to
+    /// write a readonly database".
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: pool_runtime::Pool<sqlx::Sqlite>) -> Result<(), sqlx::Error> {
+    /// let names: Vec<String> = sqlx::query_scalar("SELECT name FROM items")
+    ///     .fetch_all(&pool.reader())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reader(&self) -> Pool<DB> {
+        Self {
+            shared: Arc::clone(self.readers.as_ref().unwrap_or(&self.shared)),
+            readers: None,
+        }
     }
 
     /// Checks out a connection, waiting at most `pool_timeout` in all.
@@ -136,8 +189,18 @@ impl<DB: Backend> Pool<DB> {
 
     /// A consistent snapshot of counts, health and advice.
     pub fn status(&self) -> Status {
-        let status = self.shared.status();
+        let mut status = self.shared.status();
         self.shared.metrics.publish(&status);
+        if let Some(readers) = &self.readers {
+            let read = readers.status();
+            readers.metrics.publish(&read);
+            if read.health > status.health {
+                status.health = read.health;
+            }
+            let reasons = read.health_reasons.iter().map(|r| format!("readers: {r}"));
+            status.health_reasons.extend(reasons);
+            status.readers = Some(Box::new(read));
+        }
         status
     }
 
@@ -156,12 +219,13 @@ impl<DB: Backend> Pool<DB> {
     /// interrupted; connections being opened at the call are closed when
     /// returned.
     pub fn invalidate_all(&self) {
-        let shared = &self.shared;
-        let idle = shared.lock().invalidate_all();
-        for raw in idle {
-            shared.metrics.closed(CloseReason::Invalidated);
-            shared.echo_close(CloseReason::Invalidated, None);
-            shared.close_in_background(raw);
+        for shared in self.parts() {
+            let idle = shared.lock().invalidate_all();
+            for raw in idle {
+                shared.metrics.closed(CloseReason::Invalidated);
+                shared.echo_close(CloseReason::Invalidated, None);
+                shared.close_in_background(raw);
+            }
         }
     }
 
@@ -182,6 +246,15 @@ impl<DB: Backend> Pool<DB> {
         settings.url = crate::Secret::new(url.into());
         settings.validate()?;
         let options = DB::options(&settings)?;
+        if let Some(readers) = &self.readers {
+            let read_only = DB::reader_options(&settings, &options).ok_or_else(|| {
+                Error::InvalidUrl {
+                    url: settings.url.redacted(),
+                    reason: "cannot replace a split SQLite file database's URL with one that is not split (in-memory)".to_owned(),
+                }
+            })?;
+            readers.set_target(read_only, settings.url.redacted());
+        }
         self.shared.set_target(options, settings.url.redacted());
         Ok(())
     }
@@ -190,13 +263,14 @@ impl<DB: Backend> Pool<DB> {
     /// `resize`). Growing serves waiting callers at once; shrinking closes
     /// idle connections beyond the new `pool_size` now and checked-out ones
     /// beyond the new capacity as they come back. Checked as the settings
-    /// are (`min_idle` must still fit).
+    /// are (`min_idle` must still fit). A split SQLite pool resizes its
+    /// readers; its writer stays one connection.
     pub fn resize(&self, pool_size: u32, max_overflow: u32) -> Result<(), Error> {
-        let mut settings = self.shared.settings.clone();
+        let shared = self.readers.as_ref().unwrap_or(&self.shared);
+        let mut settings = shared.settings.clone();
         settings.pool_size = pool_size;
         settings.max_overflow = max_overflow;
         settings.validate()?;
-        let shared = &self.shared;
         let extra = shared.lock().resize(pool_size, settings.capacity(), || {
             shared.handoff.add_permits(1)
         });
@@ -222,38 +296,47 @@ impl<DB: Backend> Pool<DB> {
     /// connections, then waits up to `pool_timeout` for checked-out ones to
     /// come back; they are closed on return whenever that happens.
     pub async fn close(&self) {
-        let shared = &self.shared;
-        let idle = shared.lock().close();
-        shared.handoff.close();
-        let timeout = shared.settings.network_timeout;
-        let closing = idle.into_iter().map(|conn| {
-            shared.metrics.closed(CloseReason::PoolClosed);
-            tokio::time::timeout(timeout, conn.raw.close())
-        });
-        futures_util::future::join_all(closing).await;
-        let deadline = Instant::now() + shared.settings.pool_timeout;
-        loop {
-            let returned = shared.returned.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
-            if shared.lock().is_drained() {
-                break;
-            }
-            if tokio::time::timeout_at(deadline.into(), returned)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    target: "pool_runtime::events",
-                    pool = %shared.settings.name,
-                    "close: connections still checked out after pool_timeout; they close when returned"
-                );
-                break;
-            }
+        // Readers first: the writer's close is the last thing a SQLite
+        // file sees (it checkpoints the WAL).
+        if let Some(readers) = &self.readers {
+            close(readers).await;
         }
-        // Closes started on return run in the background; give them a moment.
-        tokio::task::yield_now().await;
+        close(&self.shared).await;
     }
+}
+
+/// Closes one part of a pool: see [`Pool::close`].
+async fn close<DB: Backend>(shared: &Shared<DB>) {
+    let idle = shared.lock().close();
+    shared.handoff.close();
+    let timeout = shared.settings.network_timeout;
+    let closing = idle.into_iter().map(|conn| {
+        shared.metrics.closed(CloseReason::PoolClosed);
+        tokio::time::timeout(timeout, conn.raw.close())
+    });
+    futures_util::future::join_all(closing).await;
+    let deadline = Instant::now() + shared.settings.pool_timeout;
+    loop {
+        let returned = shared.returned.notified();
+        tokio::pin!(returned);
+        returned.as_mut().enable();
+        if shared.lock().is_drained() {
+            break;
+        }
+        if tokio::time::timeout_at(deadline.into(), returned)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                target: "pool_runtime::events",
+                pool = %shared.settings.name,
+                "close: connections still checked out after pool_timeout; they close when returned"
+            );
+            break;
+        }
+    }
+    // Closes started on return run in the background; give them a moment.
+    tokio::task::yield_now().await;
 }
 
 /// Rolls back whatever sqlx knows is open, or everything when `always`,

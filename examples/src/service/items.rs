@@ -59,7 +59,9 @@ async fn list<DB: Store>(
             format!("limit must be 1..={MAX_LIMIT}"),
         ));
     }
-    let mut conn = app.pool.acquire().await?;
+    // Reads go to the read-only connections of a SQLite file (one writer,
+    // many readers); on PostgreSQL `reader()` is the pool itself.
+    let mut conn = app.pool.reader().acquire().await?;
     Ok(Json(DB::list(&mut conn, limit).await?))
 }
 
@@ -83,7 +85,7 @@ async fn read<DB: Store>(
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<Item>, ApiError> {
     let Path(id) = id?;
-    let mut conn = app.pool.acquire().await?;
+    let mut conn = app.pool.reader().acquire().await?;
     DB::get(&mut conn, id)
         .await?
         .map(Json)

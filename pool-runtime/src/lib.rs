@@ -47,8 +47,8 @@ pub use pool::{Pool, PooledConnection, Transaction};
 pub use registry::PoolRegistry;
 pub use secret::Secret;
 pub use settings::{
-    HealthThresholds, PoolClass, PoolSettings, PoolSettingsBuilder, ResetOnReturn, SqliteSettings,
-    SslMode,
+    HealthThresholds, NestedCheckout, PoolClass, PoolSettings, PoolSettingsBuilder, ResetOnReturn,
+    SqliteSettings, SslMode,
 };
 
 /// The trait the derive implements; `use pool_runtime::PoolConfig` imports both.

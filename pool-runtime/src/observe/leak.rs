@@ -1,15 +1,20 @@
 //! Who holds which connection since when: leak reports name the call site
 //! that acquired a connection (captured with `#[track_caller]`), and timeout
-//! errors name the oldest holder.
+//! errors name the oldest holder. Each checkout also records the tokio task
+//! that made it, for nested-checkout detection ([`Holders::held_by`]).
 
 use std::panic::Location;
 use std::time::{Duration, Instant};
+
+/// The tokio task that made a checkout; `None` outside a task (`block_on`).
+pub(crate) type Task = Option<tokio::task::Id>;
 
 #[derive(Debug)]
 struct Holder {
     site: &'static Location<'static>,
     since: Instant,
     reported: bool,
+    task: Task,
 }
 
 /// The connections currently checked out, in a slab indexed by checkout
@@ -28,11 +33,17 @@ pub(crate) struct Leak {
 }
 
 impl Holders {
-    pub(crate) fn check_out(&mut self, site: &'static Location<'static>, now: Instant) -> u64 {
+    pub(crate) fn check_out(
+        &mut self,
+        site: &'static Location<'static>,
+        task: Task,
+        now: Instant,
+    ) -> u64 {
         let holder = Some(Holder {
             site,
             since: now,
             reported: false,
+            task,
         });
         match self.free.pop() {
             Some(index) => {
@@ -82,6 +93,18 @@ impl Holders {
             .map(|h| (h.site.to_string(), now.duration_since(h.since)))
     }
 
+    /// The call site of the oldest connection `task` holds, if it holds
+    /// one: a scan of the checked-out connections (at most the pool's
+    /// capacity), no hashing.
+    pub(crate) fn held_by(&self, task: tokio::task::Id) -> Option<&'static Location<'static>> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|h| h.task == Some(task))
+            .min_by_key(|h| h.since)
+            .map(|h| h.site)
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.slots.len() - self.free.len()
@@ -89,7 +112,7 @@ impl Holders {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -97,7 +120,7 @@ mod tests {
         let mut holders = Holders::default();
         let start = Instant::now();
         let site = Location::caller();
-        let id = holders.check_out(site, start);
+        let id = holders.check_out(site, None, start);
         assert!(holders.new_leaks(Duration::from_secs(1), start).is_empty());
         let later = start + Duration::from_secs(2);
         let leaks = holders.new_leaks(Duration::from_secs(1), later);
@@ -108,6 +131,45 @@ mod tests {
             .check_in(id, later)
             .expect("reported leak comes back");
         assert_eq!(back.held, Duration::from_secs(2));
+        assert_eq!(holders.len(), 0);
+    }
+
+    /// Two task ids from a runtime (ids exist only for spawned tasks).
+    pub(crate) fn two_task_ids() -> (tokio::task::Id, tokio::task::Id) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let a = tokio::spawn(async { tokio::task::id() }).await.unwrap();
+            let b = tokio::spawn(async { tokio::task::id() }).await.unwrap();
+            (a, b)
+        })
+    }
+
+    #[test]
+    fn held_by_finds_the_oldest_checkout_of_that_task_only() {
+        let (a, b) = two_task_ids();
+        let mut holders = Holders::default();
+        let start = Instant::now();
+        let first = Location::caller();
+        let second = Location::caller();
+        assert_eq!(holders.held_by(a), None);
+        let none = holders.check_out(first, None, start);
+        let of_b = holders.check_out(first, Some(b), start);
+        assert_eq!(holders.held_by(a), None, "another task's and no task's");
+        let older = holders.check_out(first, Some(a), start + Duration::from_secs(1));
+        let newer = holders.check_out(second, Some(a), start + Duration::from_secs(2));
+        assert_eq!(holders.held_by(a).map(|s| s.line()), Some(first.line()));
+        holders.check_in(older, start);
+        assert_eq!(holders.held_by(a).map(|s| s.line()), Some(second.line()));
+        holders.check_in(newer, start);
+        assert_eq!(holders.held_by(a), None, "all returned");
+        // A slot reused by another task does not keep the old task id.
+        let reused = holders.check_out(first, Some(b), start);
+        assert_eq!(holders.held_by(a), None);
+        for id in [none, of_b, reused] {
+            holders.check_in(id, start);
+        }
         assert_eq!(holders.len(), 0);
     }
 }

@@ -20,6 +20,7 @@
 //! | `db_pool_timeouts_total` | counter | errors | acquires that hit `pool_timeout` |
 //! | `db_pool_pre_ping_failures_total` | counter | events | idle connections found dead |
 //! | `db_pool_leaks_total` | counter | events | connections held past `leak_threshold` |
+//! | `db_pool_nested_checkouts_total` | counter | events | acquires by a task already holding a connection of the pool |
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
@@ -51,6 +52,8 @@ pub const TIMEOUTS_TOTAL: &str = "db_pool_timeouts_total";
 pub const PRE_PING_FAILURES_TOTAL: &str = "db_pool_pre_ping_failures_total";
 /// Counter: connections held past `leak_threshold`.
 pub const LEAKS_TOTAL: &str = "db_pool_leaks_total";
+/// Counter: acquires by a task that already held a connection of the pool.
+pub const NESTED_CHECKOUTS_TOTAL: &str = "db_pool_nested_checkouts_total";
 
 /// Registers descriptions and units of every metric with the installed
 /// recorder. Call once after installing it.
@@ -106,6 +109,11 @@ pub fn describe() {
         Unit::Count,
         "Connections held longer than leak_threshold"
     );
+    describe_counter!(
+        NESTED_CHECKOUTS_TOTAL,
+        Unit::Count,
+        "Acquires by a task that already held a connection of the pool"
+    );
 }
 
 /// One pool's registered handles (no-ops when metrics are off).
@@ -123,6 +131,7 @@ pub(crate) struct PoolMetrics {
     pub timeouts: Counter,
     pub ping_failures: Counter,
     pub leaks: Counter,
+    pub nested_checkouts: Counter,
 }
 
 impl PoolMetrics {
@@ -148,6 +157,7 @@ impl PoolMetrics {
             timeouts: metrics::counter!(TIMEOUTS_TOTAL, &label()),
             ping_failures: metrics::counter!(PRE_PING_FAILURES_TOTAL, &label()),
             leaks: metrics::counter!(LEAKS_TOTAL, &label()),
+            nested_checkouts: metrics::counter!(NESTED_CHECKOUTS_TOTAL, &label()),
         }
     }
 
@@ -166,6 +176,7 @@ impl PoolMetrics {
             timeouts: Counter::noop(),
             ping_failures: Counter::noop(),
             leaks: Counter::noop(),
+            nested_checkouts: Counter::noop(),
         }
     }
 

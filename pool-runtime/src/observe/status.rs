@@ -123,6 +123,10 @@ pub struct Totals {
     pub ping_failures: u64,
     /// Connections reported held past `leak_threshold`.
     pub leaks: u64,
+    /// Acquires by a task that already held a connection of the pool
+    /// (`nested_checkout` warn or error; every one, not only those warned
+    /// about).
+    pub nested_checkouts: u64,
 }
 
 /// Overall judgement of a pool's state; [`Status::health_reasons`] says

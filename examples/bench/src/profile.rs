@@ -36,6 +36,11 @@ pub fn parse(kind: &str, work: &str, ops: &str) -> Result<(Kind, Work, u64), Str
     Ok((kind, work, ops))
 }
 
+/// [`run`] with owned arguments, to be spawned.
+pub async fn run_owned(url: String, kind: Kind, work: Work, ops: u64) -> Result<(), BoxError> {
+    run(&url, kind, work, ops).await
+}
+
 pub async fn run(url: &str, kind: Kind, work: Work, ops: u64) -> Result<(), BoxError> {
     let contender = Contender::build(kind, url, "bench-profile", Shape::fixed(1), 1).await?;
     let mut own = contender.take_owned(0);

@@ -3,6 +3,7 @@
 //! errors name the oldest holder. Each checkout also records the tokio task
 //! that made it, for nested-checkout detection ([`Holders::held_by`]).
 
+use std::hash::{Hash, Hasher};
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,48 @@ struct Holder {
 pub(crate) struct Holders {
     slots: Vec<Option<Holder>>,
     free: Vec<usize>,
+    /// Checkouts per bucket of task ids (a counting filter): a task whose
+    /// bucket is empty holds nothing, known without a scan.
+    by_task: TaskBuckets,
+}
+
+const BUCKETS: usize = 64;
+
+#[derive(Debug)]
+struct TaskBuckets([u32; BUCKETS]);
+
+impl Default for TaskBuckets {
+    fn default() -> Self {
+        Self([0; BUCKETS])
+    }
+}
+
+impl TaskBuckets {
+    /// The bucket of a task id: tokio's ids are counters, spread by a
+    /// multiplicative hash of the number they hash as.
+    fn of(task: tokio::task::Id) -> usize {
+        let mut bits = IdBits(0);
+        task.hash(&mut bits);
+        (bits.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BUCKETS.trailing_zeros())) as usize
+    }
+}
+
+/// Takes the number a task id hashes as (any other bytes are folded in,
+/// should tokio ever hash it differently: buckets only narrow the scan).
+struct IdBits(u64);
+
+impl Hasher for IdBits {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
 }
 
 /// A connection held past `leak_threshold`, to be reported.
@@ -45,6 +88,9 @@ impl Holders {
             reported: false,
             task,
         });
+        if let Some(task) = task {
+            self.by_task.0[TaskBuckets::of(task)] += 1;
+        }
         match self.free.pop() {
             Some(index) => {
                 self.slots[index] = holder;
@@ -62,6 +108,9 @@ impl Holders {
     pub(crate) fn check_in(&mut self, id: u64, now: Instant) -> Option<Leak> {
         let holder = self.slots.get_mut(id as usize)?.take()?;
         self.free.push(id as usize);
+        if let Some(task) = holder.task {
+            self.by_task.0[TaskBuckets::of(task)] -= 1;
+        }
         holder.reported.then(|| Leak {
             site: holder.site,
             held: now - holder.since,
@@ -94,9 +143,13 @@ impl Holders {
     }
 
     /// The call site of the oldest connection `task` holds, if it holds
-    /// one: a scan of the checked-out connections (at most the pool's
-    /// capacity), no hashing.
+    /// one: nothing to do when no checkout's task shares its bucket (the
+    /// common case), else a scan of the checked-out connections (at most
+    /// the pool's capacity).
     pub(crate) fn held_by(&self, task: tokio::task::Id) -> Option<&'static Location<'static>> {
+        if self.by_task.0[TaskBuckets::of(task)] == 0 {
+            return None;
+        }
         self.slots
             .iter()
             .flatten()
@@ -171,5 +224,6 @@ pub(crate) mod tests {
             holders.check_in(id, start);
         }
         assert_eq!(holders.len(), 0);
+        assert!(holders.by_task.0.iter().all(|&n| n == 0), "buckets emptied");
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::PooledConnection;
-use super::ledger::{Checkout, Nested, Order};
+use super::ledger::{Checkout, Ledger, Nested, Order};
 use super::open;
 use super::reservation::{self, Reservation};
 use super::shared::Shared;
@@ -44,15 +44,9 @@ pub(crate) async fn acquire<DB: Backend>(
     // The checkout's task (this future runs in the caller's task), for
     // nested-checkout detection; `None` under `block_on`.
     let task = tokio::task::try_id();
-    let mode = shared.settings.nested_checkout;
     // Fast path: one lock takes a free permit and a connection (or a slot).
-    let (first, nested) = {
-        let mut st = shared.lock();
-        let nested = match mode {
-            NestedCheckout::Off => None,
-            NestedCheckout::Warn | NestedCheckout::Error => st.nested(task, site),
-        };
-        let first = if st.closed || (nested.is_some() && mode == NestedCheckout::Error) {
+    let fast = |st: &mut Ledger<DB::Connection>| {
+        if st.closed {
             None
         } else if st.take_permit() {
             // Zero waits reach the metrics histogram in batches from the
@@ -62,11 +56,30 @@ pub(crate) async fn acquire<DB: Backend>(
         } else {
             st.start_waiting();
             Some(None)
-        };
-        (first, nested)
+        }
     };
+    let mut nested = None;
+    let mut first = {
+        let mut st = shared.lock();
+        // The nested-checkout scan, under the same lock, only when this
+        // task could hold something.
+        if task.is_some()
+            && st.checked_out > 0
+            && shared.settings.nested_checkout != NestedCheckout::Off
+        {
+            nested = st.nested(task, site);
+        }
+        if nested.is_none() {
+            fast(&mut st)
+        } else {
+            None
+        }
+    };
+    // Rare: reported outside the lock, then the fast path again (`warn`),
+    // or refused before taking anything (`error`).
     if let Some(nested) = nested {
         report_nested(&shared, nested, site)?;
+        first = fast(&mut shared.lock());
     }
     let (mut reservation, mut next, mut now) = match first {
         None => return Err(closed(&shared)),

@@ -202,7 +202,8 @@ impl<C> Ledger<C> {
 
     /// Whether `task`, about to check out at `site`, holds a connection of
     /// this pool already; counted in the totals. A scan of the holders,
-    /// skipped when nothing is checked out or outside a task.
+    /// skipped when nothing is checked out or outside a task (`acquire`
+    /// tests both inline before calling).
     pub(crate) fn nested(&mut self, task: Task, site: Site) -> Option<Nested> {
         let task = task?;
         if self.checked_out == 0 {

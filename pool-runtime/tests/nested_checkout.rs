@@ -295,3 +295,34 @@ async fn a_connection_moved_to_another_task_counts_for_the_acquiring_task() {
     assert_eq!(warned.len(), 1, "only the acquiring task's: {warned:#?}");
     assert_eq!(f.pool.status().totals.nested_checkouts, 1);
 }
+
+/// The setting through config, as `DB_NESTED_CHECKOUT` of the standard
+/// config: spellings from the one table, a bad value listed with the others.
+#[test]
+fn the_setting_loads_from_the_environment() {
+    use pool_runtime::PoolConfig;
+    use pool_runtime::config::StandardPoolConfig;
+    let load = |value: &str| {
+        StandardPoolConfig::from_map([
+            ("DATABASE_URL", "postgres://app@localhost/app"),
+            ("DB_NESTED_CHECKOUT", value),
+        ])
+    };
+    let unset = StandardPoolConfig::from_map([("DATABASE_URL", "postgres://app@localhost/app")]);
+    assert_eq!(
+        unset.unwrap().settings().nested_checkout,
+        NestedCheckout::Warn
+    );
+    for (text, mode) in [
+        ("error", NestedCheckout::Error),
+        ("Deny", NestedCheckout::Error),
+        ("off", NestedCheckout::Off),
+        ("warning", NestedCheckout::Warn),
+    ] {
+        let cfg = load(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(cfg.settings().nested_checkout, mode, "{text}");
+    }
+    let error = load("sometimes").unwrap_err().to_string();
+    assert!(error.contains("DB_NESTED_CHECKOUT"), "{error}");
+    assert!(error.contains("warn, error, off"), "{error}");
+}

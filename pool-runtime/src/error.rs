@@ -47,6 +47,26 @@ pub enum Error {
         /// The configured bound.
         timeout: Duration,
     },
+    /// With `nested_checkout = error`: the task calling `acquire` already
+    /// holds a connection of this pool. Nested checkouts deadlock a full
+    /// pool (each holder waits for a connection only another holder can
+    /// give back), so the second one fails at once instead.
+    #[error(
+        "pool \"{pool}\": nested checkout: this task already holds a connection from this pool, \
+         acquired at {held_at}, and asked for another at {acquired_at}; once the pool is full, \
+         tasks doing this wait for each other until pool_timeout. Pass the held connection \
+         (or &mut *conn) down instead of acquiring again, or set nested_checkout = off if the \
+         nesting is intended"
+    )]
+    NestedCheckout {
+        /// Pool name.
+        pool: String,
+        /// `file:line:column` of the `acquire` that got the connection the
+        /// task holds.
+        held_at: String,
+        /// `file:line:column` of the nested `acquire`.
+        acquired_at: String,
+    },
     /// The pool was closed; no more checkouts.
     #[error("the pool \"{0}\" is closed")]
     Closed(String),
@@ -149,6 +169,9 @@ pub struct TimeoutError {
     pub timeout: Duration,
     /// The call site and hold time of the longest-held connection.
     pub oldest_holder: Option<(String, Duration)>,
+    /// When the caller's task already held a connection of this pool (a
+    /// nested checkout): the call site that acquired it.
+    pub nested: Option<String>,
 }
 
 impl std::fmt::Display for TimeoutError {
@@ -173,6 +196,13 @@ impl std::fmt::Display for TimeoutError {
                 f,
                 "; oldest connection held for {:.2}s, acquired at {site}",
                 held.as_secs_f64()
+            )?;
+        }
+        if let Some(site) = &self.nested {
+            write!(
+                f,
+                "; this task already holds a connection from this pool, acquired at {site}: \
+                 a nested checkout waits for itself once the pool is full"
             )?;
         }
         Ok(())
@@ -205,6 +235,7 @@ impl From<Error> for sqlx::Error {
             )),
             Error::Hook { .. } => sqlx::Error::Io(std::io::Error::other(err)),
             Error::InvalidSettings(_)
+            | Error::NestedCheckout { .. }
             | Error::InvalidUrl { .. }
             | Error::DuplicatePoolName(_)
             | Error::UnknownPool { .. } => sqlx::Error::Configuration(Box::new(err)),

@@ -49,8 +49,8 @@ pub use pool::{
 pub use registry::PoolRegistry;
 pub use secret::Secret;
 pub use settings::{
-    HealthThresholds, PoolClass, PoolSettings, PoolSettingsBuilder, ResetOnReturn, SqliteSettings,
-    SslMode,
+    HealthThresholds, NestedCheckout, PoolClass, PoolSettings, PoolSettingsBuilder, ResetOnReturn,
+    SqliteSettings, SslMode,
 };
 
 /// The trait the derive implements; `use pool_runtime::PoolConfig` imports both.

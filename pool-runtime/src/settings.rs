@@ -85,6 +85,58 @@ impl fmt::Display for ResetOnReturn {
     }
 }
 
+/// What `acquire` does when the calling task already holds a connection
+/// of the same pool (a *nested checkout*).
+///
+/// A task that holds one connection and waits for a second one waits for
+/// itself once the pool is full: with `pool_size + max_overflow` tasks each
+/// doing it, none can go on until `pool_timeout` (SQLAlchemy's
+/// `AssertionPool` and HikariCP's pool-sizing formula exist for this).
+/// Usually the fix is to pass the held connection (or `&mut *conn`) down
+/// to the code that acquired the second one.
+///
+/// The check keys on the tokio task id ([`tokio::task::try_id`]) of each
+/// checkout: the body of `block_on` / `#[tokio::main]` has none and is not
+/// checked. A connection moved into another task still counts for the
+/// task that acquired it. The lookup is a scan of the checked-out
+/// connections under the lock the checkout takes anyway, skipped when
+/// none is out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NestedCheckout {
+    /// Log a warning (target `pool_runtime::events`) naming both call
+    /// sites, once per pair of sites per pool, and go on.
+    #[default]
+    Warn,
+    /// Fail the nested `acquire` at once with
+    /// [`Error::NestedCheckout`](crate::Error::NestedCheckout).
+    Error,
+    /// No check (nesting is intended). A timeout still says when the
+    /// caller held another connection.
+    Off,
+}
+
+impl FromStr for NestedCheckout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_enum(
+            &table::NESTED_CHECKOUT,
+            s,
+            &[Self::Warn, Self::Error, Self::Off],
+        )
+    }
+}
+
+impl fmt::Display for NestedCheckout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::Off => "off",
+        })
+    }
+}
+
 /// PostgreSQL `sslmode`, as libpq spells it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -253,6 +305,9 @@ pub struct PoolSettings {
     pub echo_pool: bool,
     /// A held connection is reported as a leak after this long.
     pub leak_threshold: Option<Duration>,
+    /// What an `acquire` by a task that already holds a connection of this
+    /// pool does: [`NestedCheckout::Warn`] (default), `Error` or `Off`.
+    pub nested_checkout: NestedCheckout,
     /// `application_name` sent to PostgreSQL.
     pub application_name: Option<String>,
     /// PostgreSQL `statement_timeout` for every connection.
@@ -308,6 +363,7 @@ impl PoolSettings {
             network_timeout: Duration::from_secs(5),
             echo_pool: false,
             leak_threshold: None,
+            nested_checkout: NestedCheckout::Warn,
             application_name: None,
             statement_timeout: None,
             sslmode: None,
@@ -433,6 +489,8 @@ impl PoolSettingsBuilder {
         echo_pool: bool,
         /// See [`PoolSettings::leak_threshold`].
         leak_threshold: Option<Duration>,
+        /// See [`PoolSettings::nested_checkout`].
+        nested_checkout: NestedCheckout,
         /// See [`PoolSettings::statement_timeout`].
         statement_timeout: Option<Duration>,
         /// See [`PoolSettings::sslmode`].
@@ -510,6 +568,7 @@ mod tests {
             network_timeout: _,
             echo_pool: _,
             leak_threshold: _,
+            nested_checkout: _,
             application_name: _,
             statement_timeout: _,
             sslmode: _,
@@ -570,6 +629,7 @@ mod tests {
         let all: Vec<String> = table::POOL_CLASS
             .canonical()
             .chain(table::RESET_ON_RETURN.canonical())
+            .chain(table::NESTED_CHECKOUT.canonical())
             .chain(table::SSL_MODE.canonical())
             .map(str::to_owned)
             .collect();
@@ -580,6 +640,11 @@ mod tests {
                 table::RESET_ON_RETURN
                     .canonical()
                     .map(|c| c.parse::<ResetOnReturn>().unwrap().to_string()),
+            )
+            .chain(
+                table::NESTED_CHECKOUT
+                    .canonical()
+                    .map(|c| c.parse::<NestedCheckout>().unwrap().to_string()),
             )
             .chain(
                 table::SSL_MODE

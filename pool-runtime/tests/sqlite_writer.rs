@@ -119,7 +119,12 @@ async fn many_writers_never_see_database_is_locked() {
     let split = db();
     let pool = pool(&split.url, impatient(true)).await;
     let errors = write_storm(&pool).await;
-    assert!(errors.is_empty(), "{} errors: {:?}", errors.len(), &errors[..errors.len().min(3)]);
+    assert!(
+        errors.is_empty(),
+        "{} errors: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(3)]
+    );
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
         .fetch_one(&pool.reader())
         .await
@@ -135,7 +140,9 @@ async fn many_writers_never_see_database_is_locked() {
 async fn readers_read_while_the_writer_holds_a_transaction() {
     let db = db();
     let pool = pool(&db.url, SqliteSettings::default()).await;
-    pool.execute("INSERT INTO items (name) VALUES ('committed')").await.unwrap();
+    pool.execute("INSERT INTO items (name) VALUES ('committed')")
+        .await
+        .unwrap();
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("INSERT INTO items (name) VALUES ('pending')")
         .execute(&mut *tx)
@@ -187,7 +194,11 @@ async fn the_split_shows_in_status_and_resizes_the_readers() {
     assert_eq!(json["readers"]["pool_size"], 5);
     pool.resize(2, 0).unwrap();
     let s = pool.status();
-    assert_eq!((s.pool_size, s.readers.as_ref().unwrap().pool_size), (1, 2), "{s}");
+    assert_eq!(
+        (s.pool_size, s.readers.as_ref().unwrap().pool_size),
+        (1, 2),
+        "{s}"
+    );
 }
 
 #[tokio::test]

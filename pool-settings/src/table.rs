@@ -93,6 +93,13 @@ pub const RESET_ON_RETURN: EnumSpec = EnumSpec {
     ],
 };
 
+/// `NestedCheckout`: what an acquire by a task that already holds a
+/// connection of the same pool does.
+pub const NESTED_CHECKOUT: EnumSpec = EnumSpec {
+    name: "NestedCheckout",
+    variants: &[&["warn", "warning"], &["error", "deny"], &["off", "allow"]],
+};
+
 /// `SslMode`: libpq's `sslmode`.
 pub const SSL_MODE: EnumSpec = EnumSpec {
     name: "SslMode",
@@ -112,7 +119,7 @@ pub fn is_null_pool(text: &str) -> bool {
 }
 
 /// The enums config knows by name.
-pub const ENUMS: &[&EnumSpec] = &[&POOL_CLASS, &RESET_ON_RETURN, &SSL_MODE];
+pub const ENUMS: &[&EnumSpec] = &[&POOL_CLASS, &RESET_ON_RETURN, &NESTED_CHECKOUT, &SSL_MODE];
 
 const fn s(
     name: &'static str,
@@ -295,6 +302,13 @@ pub const SETTINGS: &[Setting] = &[
         "A held connection is reported as a leak after this long.",
     ),
     s(
+        "nested_checkout",
+        &["nested_checkout"],
+        Kind::Enum(&NESTED_CHECKOUT),
+        "warn",
+        "A task acquiring while it holds a connection of the same pool: warn, error or off.",
+    ),
+    s(
         "application_name",
         &["application_name"],
         Kind::OptText,
@@ -462,6 +476,7 @@ mod tests {
         assert_eq!(POOL_CLASS.parse(" NullPool "), Some(1));
         assert_eq!(RESET_ON_RETURN.parse("off"), Some(2));
         assert_eq!(SSL_MODE.parse("verify_ca"), Some(4));
+        assert_eq!(NESTED_CHECKOUT.parse("Deny"), Some(1));
         assert_eq!(SSL_MODE.parse("bogus"), None);
         assert_eq!(POOL_CLASS.listed(), "queue, null");
     }

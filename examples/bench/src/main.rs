@@ -65,7 +65,12 @@ fn profile((kind, work, ops): (Kind, Work, u64)) -> Result<(), BoxError> {
     if kind == Kind::OursObserved {
         let _recorder = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     }
-    runtime.block_on(profile::run(&url, kind, work, ops))
+    // Inside a spawned task, as a service's handlers run: `block_on`'s own
+    // future has no task id, and the pool's nested-checkout check keys on it.
+    let task = tokio::task::LocalSet::new();
+    task.block_on(&runtime, async move {
+        tokio::task::spawn_local(profile::run_owned(url, kind, work, ops)).await?
+    })
 }
 
 fn start_server() -> Result<pool_testkit::TestServer, BoxError> {

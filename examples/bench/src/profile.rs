@@ -36,8 +36,41 @@ pub fn parse(kind: &str, work: &str, ops: &str) -> Result<(Kind, Work, u64), Str
     Ok((kind, work, ops))
 }
 
+/// [`run`] with owned arguments, to be spawned.
+pub async fn run_owned(url: String, kind: Kind, work: Work, ops: u64) -> Result<(), BoxError> {
+    run(&url, kind, work, ops).await
+}
+
 pub async fn run(url: &str, kind: Kind, work: Work, ops: u64) -> Result<(), BoxError> {
-    let contender = Contender::build(kind, url, "bench-profile", Shape::fixed(1), 1).await?;
+    // `POOL_BENCH_PROFILE_HELD=N` (ours only): another task holds N more
+    // connections of the pool throughout, so every checkout of the loop
+    // sees N others checked out (what per-checkout scans of the holders,
+    // such as nested-checkout detection, cost under load).
+    let held: u32 = match std::env::var("POOL_BENCH_PROFILE_HELD") {
+        Ok(n) => n
+            .parse()
+            .map_err(|_| format!("POOL_BENCH_PROFILE_HELD={n:?}"))?,
+        Err(_) => 0,
+    };
+    let contender = Contender::build(kind, url, "bench-profile", Shape::fixed(1 + held), 1).await?;
+    let (release, holder) = match (&contender, held) {
+        (Contender::Ours(pool), 1..) => {
+            let pool = pool.clone();
+            let (ready, holding) = tokio::sync::oneshot::channel();
+            let (release, released) = tokio::sync::oneshot::channel::<()>();
+            let holder = tokio::task::spawn_local(async move {
+                let mut conns = Vec::new();
+                for _ in 0..held {
+                    conns.push(pool.acquire().await.expect("held connection"));
+                }
+                let _ = ready.send(());
+                let _ = released.await;
+            });
+            holding.await?;
+            (Some(release), Some(holder))
+        }
+        _ => (None, None),
+    };
     let mut own = contender.take_owned(0);
     profiled_warmup(&contender, work, &mut own, ops.min(1000)).await?;
     let start = Instant::now();
@@ -51,6 +84,10 @@ pub async fn run(url: &str, kind: Kind, work: Work, ops: u64) -> Result<(), BoxE
         elapsed.as_secs_f64() * 1e6 / ops as f64
     );
     contender.put_owned(0, own);
+    if let (Some(release), Some(holder)) = (release, holder) {
+        let _ = release.send(());
+        holder.await?;
+    }
     contender.close().await;
     Ok(())
 }

@@ -72,7 +72,8 @@
 //!   true/false, 1/0, yes/no, on/off; [`Duration`](std::time::Duration) as
 //!   `30s`, `1500ms`, `1h 30m` or bare seconds (`30`, `2.5`); `Option<T>` as
 //!   `off`/`none` or a `T`; [`PoolClass`](crate::PoolClass),
-//!   [`ResetOnReturn`](crate::ResetOnReturn), [`SslMode`](crate::SslMode);
+//!   [`ResetOnReturn`](crate::ResetOnReturn), [`NestedCheckout`](crate::NestedCheckout),
+//!   [`SslMode`](crate::SslMode);
 //!   [`url::Url`]; `String`, `PathBuf`; [`Secret<T>`](crate::Secret) as `T`.
 //!   Any other type: implement [`EnvValue`], or mark the field
 //!   `#[pool(from_str)]` to use its `FromStr` (plus `Display` for

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{PoolClass, ResetOnReturn, Secret, SslMode};
+use crate::{NestedCheckout, PoolClass, ResetOnReturn, Secret, SslMode};
 
 /// The common pool settings under `DB_`, with SQLAlchemy's names and
 /// defaults. Use it as is, or `#[pool(flatten)]` it into a service's own
@@ -70,6 +70,9 @@ pub struct StandardPoolConfig {
     /// Report a connection held longer than this as a leak ("off" to disable).
     #[pool(default = "off", development = "30s")]
     pub leak_threshold: Option<Duration>,
+    /// A task acquiring while it holds a connection of the same pool (deadlock risk): warn, error or off.
+    #[pool(default = "warn")]
+    pub nested_checkout: NestedCheckout,
     /// `application_name` shown in pg_stat_activity.
     pub application_name: Option<String>,
     /// PostgreSQL statement_timeout for every connection ("off" for none).

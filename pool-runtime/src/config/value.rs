@@ -10,7 +10,7 @@ use std::time::Duration;
 use pool_settings::table;
 
 use crate::secret::redact_url;
-use crate::{PoolClass, ResetOnReturn, Secret, SslMode};
+use crate::{NestedCheckout, PoolClass, ResetOnReturn, Secret, SslMode};
 
 /// A type that can be read from one environment variable.
 ///
@@ -206,6 +206,7 @@ macro_rules! enums {
 enums!(
     PoolClass: table::POOL_CLASS,
     ResetOnReturn: table::RESET_ON_RETURN,
+    NestedCheckout: table::NESTED_CHECKOUT,
     SslMode: table::SSL_MODE
 );
 
@@ -460,7 +461,8 @@ apply_if_some!(
     Duration,
     String,
     PoolClass,
-    ResetOnReturn
+    ResetOnReturn,
+    NestedCheckout
 );
 
 macro_rules! apply_widen {

@@ -21,6 +21,7 @@
 //! | `db_pool_pre_ping_failures_total` | counter | events | idle connections found dead |
 //! | `db_pool_leaks_total` | counter | events | connections held past `leak_threshold` |
 //! | `db_pool_hook_failures_total` | counter | events | lifecycle hooks that failed, label `hook` |
+//! | `db_pool_nested_checkouts_total` | counter | events | acquires by a task already holding a connection of the pool |
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
@@ -52,6 +53,8 @@ pub const TIMEOUTS_TOTAL: &str = "db_pool_timeouts_total";
 pub const PRE_PING_FAILURES_TOTAL: &str = "db_pool_pre_ping_failures_total";
 /// Counter: connections held past `leak_threshold`.
 pub const LEAKS_TOTAL: &str = "db_pool_leaks_total";
+/// Counter: acquires by a task that already held a connection of the pool.
+pub const NESTED_CHECKOUTS_TOTAL: &str = "db_pool_nested_checkouts_total";
 
 /// Counter: lifecycle hooks that failed or timed out, by hook.
 pub const HOOK_FAILURES_TOTAL: &str = "db_pool_hook_failures_total";
@@ -115,6 +118,11 @@ pub fn describe() {
         Unit::Count,
         "Lifecycle hooks that failed or outlasted network_timeout, by hook"
     );
+    describe_counter!(
+        NESTED_CHECKOUTS_TOTAL,
+        Unit::Count,
+        "Acquires by a task that already held a connection of the pool"
+    );
 }
 
 /// One pool's registered handles (no-ops when metrics are off).
@@ -133,6 +141,7 @@ pub(crate) struct PoolMetrics {
     pub ping_failures: Counter,
     pub leaks: Counter,
     pub hook_failures: [Counter; crate::pool::Hook::ALL.len()],
+    pub nested_checkouts: Counter,
 }
 
 impl PoolMetrics {
@@ -161,6 +170,7 @@ impl PoolMetrics {
             hook_failures: crate::pool::Hook::ALL.map(|hook| {
                 metrics::counter!(HOOK_FAILURES_TOTAL, "pool" => pool.clone(), "hook" => hook.as_str())
             }),
+            nested_checkouts: metrics::counter!(NESTED_CHECKOUTS_TOTAL, &label()),
         }
     }
 
@@ -180,6 +190,7 @@ impl PoolMetrics {
             ping_failures: Counter::noop(),
             leaks: Counter::noop(),
             hook_failures: crate::pool::Hook::ALL.map(|_| Counter::noop()),
+            nested_checkouts: Counter::noop(),
         }
     }
 

@@ -152,6 +152,10 @@ pub struct Totals {
     /// Lifecycle hooks (`after_connect`, `before_checkout`,
     /// `after_checkin`) that failed or ran past `network_timeout`.
     pub hook_failures: u64,
+    /// Acquires by a task that already held a connection of the pool
+    /// (`nested_checkout` warn or error; every one, not only those warned
+    /// about).
+    pub nested_checkouts: u64,
 }
 
 /// Overall judgement of a pool's state; [`Status::health_reasons`] says

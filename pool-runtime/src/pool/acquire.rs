@@ -21,12 +21,13 @@ use tokio::sync::oneshot;
 
 use super::PooledConnection;
 use super::hooks::{self, Hook};
-use super::ledger::{Checkout, Order};
+use super::ledger::{Checkout, Ledger, Nested, Order};
 use super::open;
 use super::reservation::{self, Reservation};
 use super::shared::Shared;
+use crate::observe::leak::Task;
 use crate::observe::signals::Trouble;
-use crate::{Backend, CloseReason, Error, PoolClass, PoolSettings, TimeoutError};
+use crate::{Backend, CloseReason, Error, NestedCheckout, PoolClass, PoolSettings, TimeoutError};
 
 type Site = &'static Location<'static>;
 type Held<DB> = Reservation<Arc<Shared<DB>>>;
@@ -41,28 +42,53 @@ pub(crate) async fn acquire<DB: Backend>(
     let start = Instant::now();
     let deadline = start + limit;
     let order = order(&shared.settings);
+    // The checkout's task (this future runs in the caller's task), for
+    // nested-checkout detection; `None` under `block_on`.
+    let task = tokio::task::try_id();
     // Fast path: one lock takes a free permit and a connection (or a slot).
-    let first = {
-        let mut st = shared.lock();
+    let fast = |st: &mut Ledger<DB::Connection>| {
         if st.closed {
             None
         } else if st.take_permit() {
             // Zero waits reach the metrics histogram in batches from the
             // maintenance task; only real waits are recorded there at once.
             st.waits.record(Duration::ZERO, start);
-            Some(Some(st.check_out(order, site, start)))
+            Some(Some(st.check_out(order, site, task, start)))
         } else {
             st.start_waiting();
             Some(None)
         }
     };
+    let mut nested = None;
+    let mut first = {
+        let mut st = shared.lock();
+        // The nested-checkout scan, under the same lock, only when this
+        // task could hold something.
+        if task.is_some()
+            && st.checked_out > 0
+            && shared.settings.nested_checkout != NestedCheckout::Off
+        {
+            nested = st.nested(task, site);
+        }
+        if nested.is_none() {
+            fast(&mut st)
+        } else {
+            None
+        }
+    };
+    // Rare: reported outside the lock, then the fast path again (`warn`),
+    // or refused before taking anything (`error`).
+    if let Some(nested) = nested {
+        report_nested(&shared, nested, site)?;
+        first = fast(&mut shared.lock());
+    }
     let (mut reservation, mut next, mut now) = match first {
         None => return Err(closed(&shared)),
         Some(Some(next)) => {
             let slot = matches!(next, Checkout::Open);
             (Reservation::adopt(shared, slot), next, start)
         }
-        Some(None) => Box::pin(after_wait(shared, site, order, start, deadline)).await?,
+        Some(None) => Box::pin(after_wait(shared, site, task, order, start, deadline)).await?,
     };
     loop {
         match next {
@@ -96,18 +122,51 @@ pub(crate) async fn acquire<DB: Backend>(
                 }
             }
             Checkout::Open => {
-                return Box::pin(open_for_caller(reservation, site, start, deadline)).await;
+                return Box::pin(open_for_caller(reservation, site, task, start, deadline)).await;
             }
         }
         now = Instant::now();
         if now >= deadline {
-            return Err(timeout_error(reservation.pool(), start, deadline));
+            return Err(timeout_error(reservation.pool(), task, start, deadline));
         }
-        next = match reservation.check_out(order, site, now) {
+        next = match reservation.check_out(order, site, task, now) {
             Some(next) => next,
             None => return Err(closed(reservation.pool())),
         };
     }
+}
+
+/// A nested checkout: counted, warned about once per pair of sites
+/// (`warn`), or refused (`error`).
+fn report_nested<DB: Backend>(
+    shared: &Shared<DB>,
+    nested: Nested,
+    site: Site,
+) -> Result<(), Error> {
+    shared.metrics.nested_checkouts.increment(1);
+    let pool = &shared.settings.name;
+    if shared.settings.nested_checkout == NestedCheckout::Error {
+        return Err(Error::NestedCheckout {
+            pool: pool.clone(),
+            held_at: nested.held_at.to_string(),
+            acquired_at: site.to_string(),
+        });
+    }
+    if nested.first {
+        tracing::warn!(
+            target: "pool_runtime::events",
+            pool = %pool,
+            held_at = %nested.held_at,
+            acquired_at = %site,
+            "nested checkout: a task that holds a connection acquired at {} asks for another at {}; \
+             once the pool is full, tasks doing this wait for each other until pool_timeout. \
+             Pass the held connection down instead, or set nested_checkout = off if intended \
+             (reported once per pair of call sites)",
+            nested.held_at,
+            site
+        );
+    }
+    Ok(())
 }
 
 /// Which idle connection a checkout takes.
@@ -124,6 +183,7 @@ fn order(settings: &PoolSettings) -> Order {
 async fn after_wait<DB: Backend>(
     shared: Arc<Shared<DB>>,
     site: Site,
+    task: Task,
     order: Order,
     start: Instant,
     deadline: Instant,
@@ -138,13 +198,13 @@ async fn after_wait<DB: Backend>(
     match waited {
         Ok(Ok(())) => {}
         Ok(Err(_closed)) => return Err(closed(&shared)),
-        Err(_elapsed) => return Err(timeout_error(&shared, start, deadline)),
+        Err(_elapsed) => return Err(timeout_error(&shared, task, start, deadline)),
     }
     let now = Instant::now();
     shared.lock().waits.record(now - start, now);
     shared.metrics.acquire_wait.record(now - start);
     let mut reservation = Reservation::adopt(shared, false);
-    match reservation.check_out(order, site, now) {
+    match reservation.check_out(order, site, task, now) {
         Some(next) => Ok((reservation, next, now)),
         None => Err(closed(reservation.pool())),
     }
@@ -283,12 +343,13 @@ fn discard_keeping_permit<DB: Backend>(
 async fn open_for_caller<DB: Backend>(
     reservation: Held<DB>,
     site: Site,
+    task: Task,
     start: Instant,
     deadline: Instant,
 ) -> Result<PooledConnection<DB>, Error> {
     let shared = Arc::clone(reservation.pool());
     let (tx, rx) = oneshot::channel();
-    tokio::spawn(open::for_caller(reservation, site, tx));
+    tokio::spawn(open::for_caller(reservation, site, task, tx));
     match tokio::time::timeout_at(deadline.into(), rx).await {
         Ok(Ok(result)) => {
             if result.is_ok() {
@@ -297,7 +358,7 @@ async fn open_for_caller<DB: Backend>(
             result
         }
         Ok(Err(_)) => Err(Error::Database(sqlx::Error::WorkerCrashed)),
-        Err(_) => Err(timeout_error(&shared, start, deadline)),
+        Err(_) => Err(timeout_error(&shared, task, start, deadline)),
     }
 }
 
@@ -305,7 +366,14 @@ fn closed<DB: Backend>(shared: &Shared<DB>) -> Error {
     Error::Closed(shared.settings.name.clone())
 }
 
-fn timeout_error<DB: Backend>(shared: &Shared<DB>, start: Instant, deadline: Instant) -> Error {
+/// The timeout error, naming the connection the caller's task holds
+/// already, if any (whatever `nested_checkout` says: it explains the wait).
+fn timeout_error<DB: Backend>(
+    shared: &Shared<DB>,
+    task: Task,
+    start: Instant,
+    deadline: Instant,
+) -> Error {
     let now = Instant::now();
     let waited = now - start;
     let settings = &shared.settings;
@@ -325,6 +393,9 @@ fn timeout_error<DB: Backend>(shared: &Shared<DB>, start: Instant, deadline: Ins
             waited,
             timeout: deadline - start,
             oldest_holder: st.holders.oldest(now),
+            nested: task
+                .and_then(|task| st.holders.held_by(task))
+                .map(|site| site.to_string()),
         }
     };
     shared.metrics.timeouts.increment(1);

@@ -5,12 +5,12 @@
 //! model at the bottom of this file drives this very code through every
 //! interleaving of acquire, return, overflow, failed connects and close.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
 use crate::backend::ServerLimits;
-use crate::observe::leak::{Holders, Leak};
+use crate::observe::leak::{Holders, Leak, Task};
 use crate::observe::signals::Signals;
 use crate::observe::status::Totals;
 use crate::observe::wait::WaitStats;
@@ -150,6 +150,18 @@ pub(crate) struct Ledger<C> {
     pub waits: WaitStats,
     pub holders: Holders,
     pub server: Option<ServerLimits>,
+    /// (held at, acquired at) pairs of nested checkouts already warned
+    /// about: each pair is reported once per pool.
+    pub nested_seen: HashSet<(Site, Site)>,
+}
+
+/// A checkout by a task that already holds a connection of the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Nested {
+    /// Where the task acquired the connection it holds (its oldest).
+    pub held_at: Site,
+    /// First time this pair of sites nests in this pool.
+    pub first: bool,
 }
 
 impl<C> Ledger<C> {
@@ -172,6 +184,7 @@ impl<C> Ledger<C> {
             waits: WaitStats::default(),
             holders: Holders::default(),
             server: None,
+            nested_seen: HashSet::new(),
         }
     }
 
@@ -282,10 +295,31 @@ impl<C> Ledger<C> {
         drained
     }
 
+    /// Whether `task`, about to check out at `site`, holds a connection of
+    /// this pool already; counted in the totals. A scan of the holders,
+    /// skipped when nothing is checked out or outside a task (`acquire`
+    /// tests both inline before calling).
+    pub(crate) fn nested(&mut self, task: Task, site: Site) -> Option<Nested> {
+        let task = task?;
+        if self.checked_out == 0 {
+            return None;
+        }
+        let held_at = self.holders.held_by(task)?;
+        self.totals.nested_checkouts += 1;
+        let first = self.nested_seen.insert((held_at, site));
+        Some(Nested { held_at, first })
+    }
+
     /// A caller holding a permit takes an idle connection, or reserves the
     /// slot to open one. Opening only when nothing is idle is what keeps
     /// `open <= pool_size + max_overflow`: the permits bound the rest.
-    pub(crate) fn check_out(&mut self, order: Order, site: Site, now: Instant) -> Checkout<C> {
+    pub(crate) fn check_out(
+        &mut self,
+        order: Order,
+        site: Site,
+        task: Task,
+        now: Instant,
+    ) -> Checkout<C> {
         let idle = match order {
             Order::Fifo => self.idle.pop_front(),
             Order::Lifo => self.idle.pop_back(),
@@ -295,7 +329,7 @@ impl<C> Ledger<C> {
             Some(idle) => {
                 self.checked_out += 1;
                 self.totals.acquired += 1;
-                let holder = self.holders.check_out(site, now);
+                let holder = self.holders.check_out(site, task, now);
                 let suspect = self.suspect_since.is_some_and(|t| idle.meta.verified < t);
                 Checkout::Idle {
                     idle,
@@ -320,7 +354,7 @@ impl<C> Ledger<C> {
     ) -> Option<(Idle<C>, u64)> {
         let idle = self.idle.pop_front()?;
         self.checked_out += 1;
-        Some((idle, self.holders.check_out(site, now)))
+        Some((idle, self.holders.check_out(site, None, now)))
     }
 
     /// Reserves a slot for a connection being opened.
@@ -329,13 +363,13 @@ impl<C> Ledger<C> {
         self.connecting += 1;
     }
 
-    /// A reserved slot's connect succeeded; `site` now holds it.
-    pub(crate) fn connected(&mut self, site: Site, now: Instant) -> u64 {
+    /// A reserved slot's connect succeeded; `site` (in `task`) now holds it.
+    pub(crate) fn connected(&mut self, site: Site, task: Task, now: Instant) -> u64 {
         self.connecting -= 1;
         self.checked_out += 1;
         self.totals.acquired += 1;
         self.totals.opened += 1;
-        self.holders.check_out(site, now)
+        self.holders.check_out(site, task, now)
     }
 
     /// A reserved slot's connect failed.
@@ -560,10 +594,10 @@ mod lingering {
             .map(|_| {
                 assert!(l.take_permit());
                 assert!(matches!(
-                    l.check_out(Order::Fifo, site, now),
+                    l.check_out(Order::Fifo, site, None, now),
                     Checkout::Open
                 ));
-                l.connected(site, now)
+                l.connected(site, None, now)
             })
             .collect();
         for (i, holder) in holders.into_iter().enumerate() {
@@ -623,8 +657,8 @@ mod lingering {
         let holders: Vec<u64> = (0..4)
             .map(|_| {
                 assert!(l.take_permit());
-                let _ = l.check_out(Order::Fifo, site, now);
-                l.connected(site, now)
+                let _ = l.check_out(Order::Fifo, site, None, now);
+                l.connected(site, None, now)
             })
             .collect();
         assert!(l.resize(1, 1, || unreachable!("nobody waits")).is_empty());
@@ -640,6 +674,51 @@ mod lingering {
             (1, 1, 0),
             "one kept idle, every owed permit absorbed"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::Location;
+    use std::time::Instant;
+
+    use super::{Checkout, Ledger, Nested, Order};
+    use crate::observe::leak::tests::two_task_ids;
+
+    fn take(l: &mut Ledger<u32>, site: super::Site, task: super::Task) -> u64 {
+        assert!(l.take_permit());
+        match l.check_out(Order::Fifo, site, task, Instant::now()) {
+            Checkout::Open => l.connected(site, task, Instant::now()),
+            Checkout::Idle { holder, .. } => holder,
+        }
+    }
+
+    #[test]
+    fn nested_checkouts_are_counted_each_time_and_new_once_per_pair() {
+        let (a, b) = two_task_ids();
+        let (outer, inner) = (Location::caller(), Location::caller());
+        let mut l = Ledger::<u32>::new(2, 4);
+        assert_eq!(l.nested(Some(a), inner), None, "nothing out");
+        let held = take(&mut l, outer, Some(a));
+        assert_eq!(l.nested(Some(b), inner), None, "another task");
+        assert_eq!(l.nested(None, inner), None, "outside a task");
+        let first = Some(Nested {
+            held_at: outer,
+            first: true,
+        });
+        assert_eq!(l.nested(Some(a), inner), first);
+        let again = Some(Nested {
+            held_at: outer,
+            first: false,
+        });
+        assert_eq!(l.nested(Some(a), inner), again, "same pair: not new");
+        assert!(l.nested(Some(a), outer).unwrap().first, "another pair");
+        assert_eq!(l.totals.nested_checkouts, 3);
+        let back = l.check_in(held, None, None, false, Instant::now());
+        assert!(back.leak.is_none());
+        l.give_permit(|| unreachable!("nobody waits"));
+        assert_eq!(l.nested(Some(a), inner), None, "returned");
+        l.check_invariants();
     }
 }
 
@@ -750,7 +829,7 @@ mod model {
                 if l.closed {
                     First::Closed
                 } else if l.take_permit() {
-                    First::Took(l.check_out(Order::Fifo, site, now))
+                    First::Took(l.check_out(Order::Fifo, site, None, now))
                 } else {
                     l.start_waiting();
                     First::Wait
@@ -769,7 +848,7 @@ mod model {
                         return None;
                     }
                     let mut reservation = Reservation::adopt(self, false);
-                    let next = reservation.check_out(Order::Fifo, site, now)?;
+                    let next = reservation.check_out(Order::Fifo, site, None, now)?;
                     (reservation, next)
                 }
             };
@@ -784,7 +863,7 @@ mod model {
                 }
                 Checkout::Open => {
                     let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-                    let (_pool, holder) = reservation.connected(site, now);
+                    let (_pool, holder) = reservation.connected(site, None, now);
                     Some((conn, holder))
                 }
             }

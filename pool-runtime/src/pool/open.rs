@@ -14,20 +14,22 @@ use super::hooks::{self, Hook};
 use super::ledger::{ConnMeta, Site};
 use super::reservation::Reservation;
 use super::shared::Shared;
+use crate::observe::leak::Task;
 use crate::observe::signals::Trouble;
 use crate::{Backend, Error, PoolClass};
 
-/// Opens a connection for a caller into `reservation`'s slot. Runs as its
-/// own task: if the caller has gone by the time the connection is ready,
+/// Opens a connection for a caller (of task `task`, booked as the holder)
+/// into `reservation`'s slot. Runs as its own task: if the caller has gone by the time the connection is ready,
 /// returning it to the pool (by dropping it) serves the next waiter.
 pub(crate) async fn for_caller<DB: Backend>(
     reservation: Reservation<Arc<Shared<DB>>>,
     site: Site,
+    task: Task,
     reply: oneshot::Sender<Result<PooledConnection<DB>, Error>>,
 ) {
     let result = match open_raw(reservation.pool()).await {
         Ok((raw, meta)) => {
-            let (shared, holder) = reservation.connected(site, meta.created);
+            let (shared, holder) = reservation.connected(site, task, meta.created);
             Ok(PooledConnection::new(shared, raw, meta, holder))
         }
         Err(error) => {

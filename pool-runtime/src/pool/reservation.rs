@@ -16,6 +16,7 @@
 
 use super::ledger::{Checkout, ConnMeta, Ledger, Order, Site};
 use crate::CloseReason;
+use crate::observe::leak::Task;
 
 /// What a reservation needs from its pool.
 pub(crate) trait Capacity {
@@ -85,6 +86,7 @@ impl<P: Capacity> Reservation<P> {
         &mut self,
         order: Order,
         site: Site,
+        task: Task,
         now: std::time::Instant,
     ) -> Option<Checkout<P::Conn>> {
         debug_assert!(!self.slot, "a slot is already reserved");
@@ -92,7 +94,7 @@ impl<P: Capacity> Reservation<P> {
             if l.closed {
                 None
             } else {
-                Some(l.check_out(order, site, now))
+                Some(l.check_out(order, site, task, now))
             }
         })?;
         self.slot = matches!(next, Checkout::Open);
@@ -113,12 +115,12 @@ impl<P: Capacity> Reservation<P> {
         self.pool.take().expect("reservation in use")
     }
 
-    /// The connect succeeded: `site` holds the new connection, which
-    /// carries the permit from now on.
-    pub(crate) fn connected(mut self, site: Site, now: std::time::Instant) -> (P, u64) {
+    /// The connect succeeded: `site` (in `task`) holds the new connection,
+    /// which carries the permit from now on.
+    pub(crate) fn connected(mut self, site: Site, task: Task, now: std::time::Instant) -> (P, u64) {
         debug_assert!(self.slot, "connected without a slot");
         let pool = self.pool.take().expect("reservation in use");
-        let holder = pool.with_ledger(|l| l.connected(site, now));
+        let holder = pool.with_ledger(|l| l.connected(site, task, now));
         (pool, holder)
     }
 

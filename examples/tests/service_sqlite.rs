@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use support::{Launch, marker_line};
 
@@ -127,6 +129,7 @@ async fn errors_are_json_with_the_right_status() {
 async fn health_turns_warning_then_critical_with_held_connections() {
     // Capacity 10: 7 held is 70 % (warning), 9 held is 90 % (critical).
     let svc = Launch::sqlite()
+        .one_pool()
         .debug()
         .env("APP_DB_POOL_SIZE", "5")
         .env("APP_DB_MAX_OVERFLOW", "5")
@@ -192,6 +195,7 @@ async fn health_turns_warning_then_critical_with_held_connections() {
 #[tokio::test]
 async fn a_timed_out_request_gets_503_and_health_stays_critical_for_a_while() {
     let svc = Launch::sqlite()
+        .one_pool()
         .debug()
         .env("APP_DB_POOL_SIZE", "1")
         .env("APP_DB_MAX_OVERFLOW", "1")
@@ -238,7 +242,7 @@ async fn a_timed_out_request_gets_503_and_health_stays_critical_for_a_while() {
 
 #[tokio::test]
 async fn metrics_endpoint_serves_pool_series_in_prometheus_text() {
-    let svc = Launch::sqlite().debug().start();
+    let svc = Launch::sqlite().one_pool().debug().start();
     svc.post("/items", json!({ "name": "a" })).await;
     svc.hold(3, 600_000).await;
     svc.health().await; // publishes the gauges now, not at the next tick
@@ -336,6 +340,7 @@ async fn debug_endpoints_are_off_unless_asked_for() {
 #[tokio::test]
 async fn start_logs_the_effective_config_redacted() {
     let svc = Launch::sqlite()
+        .one_pool()
         .env("APP_DB_POOL_SIZE", "4")
         .env("APP_DB_MAX_OVERFLOW", "2")
         .start();
@@ -439,7 +444,10 @@ fn a_dead_database_is_reported_once_at_start() {
 /// prefix and profile, and the stray variable is a warning.
 #[tokio::test]
 async fn a_variable_under_another_prefix_is_a_warning_at_start() {
-    let svc = Launch::sqlite().env("DB_POOL_SIZE", "abc").start();
+    let svc = Launch::sqlite()
+        .one_pool()
+        .env("DB_POOL_SIZE", "abc")
+        .start();
     svc.wait_for_line("warning about DB_POOL_SIZE", |l| {
         l.contains("WARN")
             && l.contains(
@@ -454,4 +462,54 @@ async fn a_variable_under_another_prefix_is_a_warning_at_start() {
     .await;
     let (_, body) = svc.health().await;
     assert_eq!(body["pool_size"].as_u64(), Some(5), "{body}");
+}
+
+/// The embedded default splits the SQLite file into one writer and
+/// read-only readers: 64 clients writing at once all get 201 (no "database
+/// is locked"), reads go to the readers, and the health JSON shows both.
+#[tokio::test]
+async fn concurrent_writes_on_the_default_sqlite_all_succeed() {
+    let svc = Arc::new(Launch::sqlite().start());
+    let clients: Vec<_> = (0..64)
+        .map(|client| {
+            let svc = Arc::clone(&svc);
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                for i in 0..10 {
+                    let response = svc
+                        .post("/items", json!({ "name": format!("{client}-{i}") }))
+                        .await;
+                    if response.status().as_u16() != 201 {
+                        failed.push(response.text().await.unwrap_or_default());
+                    }
+                    let read = svc.get("/items?limit=5").await;
+                    if read.status().as_u16() != 200 {
+                        failed.push(read.text().await.unwrap_or_default());
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for client in clients {
+        failed.extend(client.await.unwrap());
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    let items: Value = svc.get("/items?limit=1000").await.json().await.unwrap();
+    assert_eq!(items.as_array().map(Vec::len), Some(640));
+    let (code, body) = svc.health().await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["pool_size"], 1, "one writer: {body}");
+    assert_eq!(body["readers"]["pool_size"], 5, "{body}");
+    assert!(
+        body["readers"]["totals"]["acquired"].as_u64() >= Some(640),
+        "{body}"
+    );
+    assert!(!svc.output().contains("database is locked"));
 }

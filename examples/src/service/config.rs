@@ -55,6 +55,9 @@ pub struct ServiceConfig {
     pub sslcert: Option<String>,
     /// PEM file of the client certificate's private key.
     pub sslkey: Option<String>,
+    /// SQLite: one writer connection (writes) and pool_size read-only ones (GET requests), so writes queue in the pool instead of in SQLite's busy handler; false: one pool for everything.
+    #[pool(default = true)]
+    pub sqlite_single_writer: bool,
     /// Address the HTTP server binds; port 0 picks a free port (printed at start).
     #[pool(env = "SERVICE_ADDR", default = "127.0.0.1:8080", from_str)]
     pub addr: SocketAddr,

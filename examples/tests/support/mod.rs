@@ -69,6 +69,13 @@ impl Launch {
         }
     }
 
+    /// One QueuePool for reads and writes on SQLite (the split into one
+    /// writer and readers, the default, has its own tests), for tests of
+    /// QueuePool behaviour through the service.
+    pub fn one_pool(self) -> Self {
+        self.env("APP_DB_SQLITE_SINGLE_WRITER", "false")
+    }
+
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_owned(), value.to_owned()));
         self

@@ -8,6 +8,7 @@
 //! cargo run --release -p pool-bench            # full, a few minutes
 //! cargo run --release -p pool-bench -- --smoke # 1-2 s, for CI
 //! cargo run --release -p pool-bench -- --help
+//! cargo run --release -p pool-bench -- --sqlite # SQLite writes (sqlite.rs)
 //! ```
 
 mod args;
@@ -17,6 +18,7 @@ mod oversub;
 mod profile;
 mod report;
 mod run;
+mod sqlite;
 mod throughput;
 
 use std::time::{Duration, Instant};
@@ -34,6 +36,13 @@ fn main() {
             _ => Err("usage: bench --profile KIND acquire|select OPS".into()),
         };
         if let Err(e) = result {
+            eprintln!("bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if args.first().is_some_and(|a| a == "--sqlite") {
+        if let Err(e) = sqlite::run(&args[1..]) {
             eprintln!("bench: {e}");
             std::process::exit(1);
         }

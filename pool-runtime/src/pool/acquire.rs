@@ -103,14 +103,10 @@ pub(crate) async fn acquire<DB: Backend>(
                 let conn = PooledConnection::new(shared, idle.raw, idle.meta, holder);
                 let vetted = match vet(conn, suspect, now) {
                     Vetted::Ready(conn) => Ok(conn),
-                    Vetted::Ping(conn) => Box::pin(ping_checked_out(conn, deadline, now)).await,
-                    Vetted::Discarded(shared) => Err(shared),
-                };
-                let vetted = match vetted {
-                    Ok(conn) if conn.pool().hooks.before_checkout.is_some() => {
-                        Box::pin(before_checkout(conn, since)).await
+                    Vetted::Check { conn, ping } => {
+                        Box::pin(check(conn, ping, since, deadline, now)).await
                     }
-                    vetted => vetted,
+                    Vetted::Discarded(shared) => Err(shared),
                 };
                 match vetted {
                     Ok(conn) => {
@@ -222,8 +218,12 @@ impl<DB: Backend> Drop for Waiting<'_, DB> {
 /// What the checks at checkout make of an idle connection.
 enum Vetted<DB: Backend> {
     Ready(PooledConnection<DB>),
-    /// Pre-ping is due: stale, or suspect since a failure.
-    Ping(PooledConnection<DB>),
+    /// Checks with I/O are due: the pre-ping (stale, or suspect since a
+    /// failure) when `ping`, and the `before_checkout` hook if there is one.
+    Check {
+        conn: PooledConnection<DB>,
+        ping: bool,
+    },
     /// Past its recycle time: closed; the permit is the caller's again.
     Discarded(Arc<Shared<DB>>),
 }
@@ -236,10 +236,32 @@ fn vet<DB: Backend>(conn: PooledConnection<DB>, suspect: bool, now: Instant) -> 
     }
     let settings = &conn.pool().settings;
     let stale = now.saturating_duration_since(meta.verified) >= settings.pre_ping_bypass;
-    if settings.pool_pre_ping && (stale || suspect) {
-        Vetted::Ping(conn)
+    let ping = settings.pool_pre_ping && (stale || suspect);
+    if ping || conn.pool().hooks.before_checkout.is_some() {
+        Vetted::Check { conn, ping }
     } else {
         Vetted::Ready(conn)
+    }
+}
+
+/// The checks of [`Vetted::Check`], in a future of their own so that the
+/// common path does not carry their state.
+async fn check<DB: Backend>(
+    conn: PooledConnection<DB>,
+    ping: bool,
+    idle_since: Instant,
+    deadline: Instant,
+    now: Instant,
+) -> Result<PooledConnection<DB>, Arc<Shared<DB>>> {
+    let conn = if ping {
+        ping_checked_out(conn, deadline, now).await?
+    } else {
+        conn
+    };
+    if conn.pool().hooks.before_checkout.is_some() {
+        before_checkout(conn, idle_since).await
+    } else {
+        Ok(conn)
     }
 }
 

@@ -145,10 +145,10 @@ async fn measure(
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let handle = Arc::new(open(contender, &url).await?);
-    match &*handle {
-        Handle::Ours(pool) => drop(pool.execute(SCHEMA).await?),
-        Handle::Sqlx(pool) => drop(pool.execute(SCHEMA).await?),
-    }
+    let _created = match &*handle {
+        Handle::Ours(pool) => pool.execute(SCHEMA).await?,
+        Handle::Sqlx(pool) => pool.execute(SCHEMA).await?,
+    };
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let start = Instant::now();
     let deadline = start + duration;

@@ -30,7 +30,13 @@ impl Db {
             "sqlite://{}",
             self.dir.path().join(format!("{name}.db")).display()
         );
+        // One pool of `size` + `overflow` for reads and writes (a SQLite
+        // file is otherwise split into one writer and readers).
         PoolSettings::builder(url)
+            .sqlite(pool_runtime::SqliteSettings {
+                single_writer: false,
+                ..Default::default()
+            })
             .name(name)
             .pool_size(size)
             .max_overflow(overflow)
@@ -280,9 +286,13 @@ async fn a_registry_loads_each_pool_from_its_own_prefix() {
     let sizes: Vec<_> = pools
         .statuses()
         .iter()
-        .map(|s| (s.name.clone(), s.pool_size))
+        // SQLite files: one writer each, the configured size is the readers'.
+        .map(|s| (s.name.clone(), s.readers.as_ref().map(|r| r.pool_size)))
         .collect();
-    assert_eq!(sizes, [("eu".to_owned(), 3), ("us".to_owned(), 7)]);
+    assert_eq!(
+        sizes,
+        [("eu".to_owned(), Some(3)), ("us".to_owned(), Some(7))]
+    );
     pools.close().await;
 
     // Every bad variable of every prefix at once; nothing connects.

@@ -101,8 +101,7 @@ async fn write_storm(pool: &Pool<Sqlite>) -> Vec<String> {
         task.await.unwrap();
     }
     assert_eq!(reads.load(Ordering::Relaxed), 160);
-    let errors = errors.lock().unwrap().clone();
-    errors
+    errors.lock().unwrap().clone()
 }
 
 #[tokio::test]

@@ -15,7 +15,10 @@ started by pool-testkit and prints queries/s with ratios.
   --tasks LIST       task counts for the SELECT 1 workload (default 1,16,64)
   --oversub-tasks N  tasks in the oversubscription run (default 512)
   --oversub-secs S   measured time of one oversubscription run (default 3.0)
-  --only LIST        workloads to run: acquire,select,oversub (default all)";
+  --only LIST        workloads to run: acquire,select,oversub (default all)
+
+Other modes: --sqlite [SECS [ROUNDS]] (SQLite writes), --http --help (the
+service under wrk, run through scripts/bench-http.sh), --profile (callgrind).";
 
 #[derive(Clone, Debug)]
 pub struct Options {

@@ -9,10 +9,12 @@
 //! cargo run --release -p pool-bench -- --smoke # 1-2 s, for CI
 //! cargo run --release -p pool-bench -- --help
 //! cargo run --release -p pool-bench -- --sqlite # SQLite writes (sqlite.rs)
+//! bash scripts/bench-http.sh                    # the service under wrk (http.rs)
 //! ```
 
 mod args;
 mod contender;
+mod http;
 mod machine;
 mod oversub;
 mod profile;
@@ -36,6 +38,13 @@ fn main() {
             _ => Err("usage: bench --profile KIND acquire|select OPS".into()),
         };
         if let Err(e) = result {
+            eprintln!("bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if args.first().is_some_and(|a| a == "--http") {
+        if let Err(e) = http::run(&args[1..]) {
             eprintln!("bench: {e}");
             std::process::exit(1);
         }

@@ -17,4 +17,5 @@ if ! command -v wrk >/dev/null; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi
 cargo build --release -p pool-examples --bin service
+cargo build --release -p pool-bench
 cargo run --release -p pool-bench -- --http "$@"

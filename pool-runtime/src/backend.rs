@@ -130,8 +130,10 @@ impl Backend for sqlx::Postgres {
                         .to_owned(),
             });
         }
-        PgTargets::new(settings, |one| one.parse().map_err(|e| bad_url(settings, e)))?
-            .map(|options| pg_options(options, settings))
+        PgTargets::new(settings, |one| {
+            one.parse().map_err(|e| bad_url(settings, e))
+        })?
+        .map(|options| pg_options(options, settings))
     }
 
     fn connect<'a>(

@@ -264,7 +264,11 @@ pub enum LoadBalanceHosts {
 impl FromStr for LoadBalanceHosts {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_enum(&table::LOAD_BALANCE_HOSTS, s, &[Self::Disable, Self::Random])
+        parse_enum(
+            &table::LOAD_BALANCE_HOSTS,
+            s,
+            &[Self::Disable, Self::Random],
+        )
     }
 }
 

@@ -289,10 +289,11 @@ mod pg {
 
         fn targets(settings: &PoolSettings) -> Result<PgTargets, Error> {
             PgTargets::new(settings, |url| {
-                url.parse::<PgConnectOptions>().map_err(|e| Error::InvalidUrl {
-                    url: url.to_owned(),
-                    reason: e.to_string(),
-                })
+                url.parse::<PgConnectOptions>()
+                    .map_err(|e| Error::InvalidUrl {
+                        url: url.to_owned(),
+                        reason: e.to_string(),
+                    })
             })
         }
 

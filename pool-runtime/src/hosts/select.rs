@@ -242,7 +242,10 @@ mod tests {
 
     /// Runs a walk the way the connect loop does; returns the host kept
     /// (if any) and every host tried, in order.
-    fn walk(attrs: TargetSessionAttrs, servers: &[Server]) -> (Option<usize>, Vec<usize>, Selection) {
+    fn walk(
+        attrs: TargetSessionAttrs,
+        servers: &[Server],
+    ) -> (Option<usize>, Vec<usize>, Selection) {
         let mut sel = Selection::new(attrs, (0..servers.len()).collect());
         let mut tried = Vec::new();
         while let Some(host) = sel.next() {
@@ -301,7 +304,11 @@ mod tests {
         assert_eq!(tried, vec![0, 1, 2, 0]);
         let (kept, tried, _) = walk(PreferStandby, &[Down, P]);
         assert_eq!(kept, Some(1));
-        assert_eq!(tried, vec![0, 1, 1], "the unreachable host is not tried again");
+        assert_eq!(
+            tried,
+            vec![0, 1, 1],
+            "the unreachable host is not tried again"
+        );
         let (kept, tried, sel) = walk(PreferStandby, &[Down, Down]);
         assert_eq!(kept, None);
         assert_eq!(tried, vec![0, 1]);

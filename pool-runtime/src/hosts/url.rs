@@ -137,10 +137,14 @@ mod tests {
 
     #[test]
     fn odd_shapes() {
-        let list = HostList::parse("postgres://[::1]:5432,db.example:6432").unwrap().unwrap();
+        let list = HostList::parse("postgres://[::1]:5432,db.example:6432")
+            .unwrap()
+            .unwrap();
         assert_eq!(list.hosts, vec!["[::1]:5432", "db.example:6432"]);
         assert_eq!(list.url_for("[::1]:5432", &[]), "postgres://[::1]:5432");
-        let one = HostList::parse("postgresql://app@db/app?x=1#f").unwrap().unwrap();
+        let one = HostList::parse("postgresql://app@db/app?x=1#f")
+            .unwrap()
+            .unwrap();
         assert!(!one.is_multi());
         assert_eq!(one.url_for("db", &["x"]), "postgresql://app@db/app#f");
         assert!(HostList::parse("postgres://h1,,h2/db").is_err());

@@ -80,7 +80,7 @@ async fn lands_on(cluster: &Cluster, url: String, size: u32, expected: &[Option<
     let app = pool_testkit::fixtures::unique_app_name("failover");
     let pool = Pool::<Postgres>::connect(settings(url.clone(), &app, size))
         .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut held = Vec::new();
     for _ in 0..size {
         held.push(pool.acquire().await.unwrap());
@@ -93,7 +93,8 @@ async fn lands_on(cluster: &Cluster, url: String, size: u32, expected: &[Option<
         }
         assert!(
             Instant::now() < deadline,
-            "{url}: connections by node {counts:?}, expected {expected:?}"
+            "{}: connections by node {counts:?}, expected {expected:?}",
+            pool_runtime::secret::redact_url(&url)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -59,8 +59,9 @@ mod pg {
     const OWN_PARAMS: &[&str] = &["target_session_attrs", "load_balance_hosts"];
 
     /// Where a PostgreSQL pool connects: one set of sqlx connect options
-    /// per host of the URL, and how to choose among them.
-    #[derive(Clone, Debug)]
+    /// per host of the URL, and how to choose among them. Its `Debug`
+    /// shows the hosts, not the options (they hold the password).
+    #[derive(Clone)]
     pub struct PgTargets {
         hosts: Vec<(PgConnectOptions, String)>,
         target_session_attrs: TargetSessionAttrs,
@@ -136,6 +137,19 @@ mod pg {
         }
     }
 
+    impl std::fmt::Debug for PgTargets {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("PgTargets")
+                .field(
+                    "hosts",
+                    &self.hosts.iter().map(|(_, l)| l).collect::<Vec<_>>(),
+                )
+                .field("target_session_attrs", &self.target_session_attrs)
+                .field("load_balance_hosts", &self.load_balance_hosts)
+                .finish()
+        }
+    }
+
     /// `host:port`, as an error names a host.
     fn label(options: &PgConnectOptions) -> String {
         let host = options.get_host();
@@ -192,7 +206,8 @@ mod pg {
     /// Opens a connection to the first host (in the URL's order, or
     /// shuffled) that accepts it and passes `target_session_attrs`; every
     /// attempt (connect and check) is bounded by `timeout`. A single host
-    /// with `any` is one plain connect with the errors it always had.
+    /// that cannot be reached fails with the errors a single connect
+    /// always had ([`Error::Connect`], [`Error::ConnectTimeout`]).
     pub(crate) async fn connect(
         targets: &PgTargets,
         timeout: Duration,
@@ -312,6 +327,11 @@ mod pg {
             assert_eq!(t.target_session_attrs(), TargetSessionAttrs::ReadWrite);
             assert_eq!(t.load_balance_hosts(), LoadBalanceHosts::Random);
             assert_eq!(t.max_attempts(), 2);
+            let shown = format!("{t:?}");
+            assert!(
+                shown.contains("h2:5433") && !shown.contains("pw"),
+                "{shown}"
+            );
         }
 
         #[test]

@@ -102,6 +102,14 @@ impl<DB: Backend> PooledConnection<DB> {
     /// connection used more often than `pre_ping_bypass` failed every query
     /// (found by `faults_outage::all_backends_terminated_mid_load`).
     ///
+    /// A pool that must stay on a primary (PostgreSQL with
+    /// `target_session_attrs` read-write or primary) also treats such an
+    /// error, or SQLSTATE 25006 (a write refused by a read-only server: a
+    /// demoted primary), as a failover: every connection made until then
+    /// is replaced ([`Pool::invalidate_all`](crate::Pool::invalidate_all)),
+    /// so the next connects choose a host again. Only once per failover:
+    /// connections made after it are kept.
+    ///
     /// ```no_run
     /// # async fn demo(pool: pool_runtime::Pool<sqlx::Postgres>) -> Result<(), pool_runtime::Error> {
     /// let mut conn = pool.acquire().await?;
@@ -111,14 +119,6 @@ impl<DB: Backend> PooledConnection<DB> {
     /// }
     /// # Ok(()) }
     /// ```
-    ///
-    /// A pool that must stay on a primary (PostgreSQL with
-    /// `target_session_attrs` read-write or primary) also treats such an
-    /// error, or SQLSTATE 25006 (a write refused by a read-only server: a
-    /// demoted primary), as a failover: every connection made until then
-    /// is replaced ([`Pool::invalidate_all`](crate::Pool::invalidate_all)),
-    /// so the next connects choose a host again. Only once per failover:
-    /// connections made after it are kept.
     pub fn report_error(&mut self, error: &sqlx::Error) -> bool {
         let code = match error {
             sqlx::Error::Database(db) => db.code(),

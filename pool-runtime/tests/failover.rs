@@ -538,7 +538,7 @@ async fn writes_follow_a_promotion_by_themselves() {
         "writes resumed {:.2?} after the promotion",
         resumed.saturating_sub(promoted_at)
     );
-    let violations = violations.lock().unwrap();
+    let violations = violations.lock().unwrap().clone();
     assert!(violations.is_empty(), "{violations:?}");
     assert!(samples > 20, "the servers were sampled: {samples}");
     pool.close().await;

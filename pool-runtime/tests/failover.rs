@@ -513,10 +513,10 @@ async fn writes_follow_a_promotion_by_themselves() {
     eprintln!(
         "FAILOVER: stop(0) at {stop_at:.2?} (done {stopped_at:.2?}), promote(1) done at \
          {promoted_at:.2?}; last write on node 0 at {last_on_0:.2?}, first on node 1 at \
-         {resumed:.2?}: write gap {:.2?}, {:.2?} after the promotion returned; {} writes, \
+         {resumed:.2?}: write gap {:.2?} ({:+.3}s from promote(1) returning); {} writes, \
          {} failed; {samples} server samples, {probes_seen} check sessions seen on the standby",
         resumed - last_on_0,
-        resumed.saturating_sub(promoted_at),
+        resumed.as_secs_f64() - promoted_at.as_secs_f64(),
         writes.len(),
         failures.load(Ordering::Relaxed),
     );

@@ -132,6 +132,25 @@ async fn target_session_attrs_choose_the_node() {
         "?target_session_attrs=prefer-standby",
     );
     lands_on(cluster, primary_first, 3, &on_standby).await;
+    // load_balance_hosts=random spreads connections over both nodes (all
+    // 16 on one node by chance: 2 in 65536).
+    let url = url_over(cluster, &[0, 1], db.name(), "?load_balance_hosts=random");
+    let app = pool_testkit::fixtures::unique_app_name("failover-random");
+    let pool = Pool::<Postgres>::connect(settings(url, &app, 16))
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let counts = cluster.connections_by_node(&app).await.unwrap();
+    assert!(
+        counts.iter().all(|c| c.is_some_and(|n| n > 0))
+            && counts.iter().flatten().sum::<usize>() == 16,
+        "random: {counts:?}"
+    );
+    drop(held);
+    pool.close().await;
     // The setting, for a URL without the parameter.
     let app = pool_testkit::fixtures::unique_app_name("failover-setting");
     let mut s = settings(url_over(cluster, &[1, 0], db.name(), ""), &app, 1);

@@ -233,9 +233,17 @@ mod pg {
                 }
                 Ok(Ok((conn, answer))) => match selection.checked(answer) {
                     Verdict::Keep => return Ok(conn),
-                    // Closed before the next host is tried, so a server
-                    // never keeps a session of ours it should not have.
-                    Verdict::Reject => drop(tokio::time::timeout(timeout, conn.close()).await),
+                    Verdict::Reject => {
+                        tracing::debug!(
+                            target: "pool_runtime::events",
+                            host = %targets.hosts[i].1,
+                            %attrs,
+                            "host skipped: it failed the target_session_attrs check"
+                        );
+                        // Closed before the next host is tried, so a server
+                        // never keeps a session of ours it should not have.
+                        drop(tokio::time::timeout(timeout, conn.close()).await);
+                    }
                 },
             }
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use pool_runtime::config::StandardPoolConfig;
 use pool_runtime::{Error, Pool, PoolConfig, PoolSettings, TargetSessionAttrs};
-use pool_testkit::{Cluster, ServerKind};
+use pool_testkit::{Auth, Cluster, ServerKind, TestServer};
 use sqlx::{Connection, Postgres};
 
 /// Never a real credential: the kit's servers trust local connections,
@@ -256,6 +256,55 @@ async fn when_no_host_will_do_the_error_names_each_and_why() {
         started.elapsed()
     );
     drop(silent);
+}
+
+/// A wrong password refused by every host: the first checkout names each
+/// host's refusal (SQLSTATE 28P01), and later ones are answered from
+/// memory (the refusal back-off), as for a single host, instead of
+/// sending the same credentials to every host again.
+#[tokio::test]
+async fn credentials_refused_by_every_host_are_not_sent_again_at_once() {
+    let server = TestServer::builder()
+        .backend(ServerKind::Local)
+        .auth(Auth::Scram)
+        .start()
+        .expect("a SCRAM server (local backend)");
+    server
+        .create_user("failover_app", "the-real-one")
+        .await
+        .unwrap();
+    let db = server.create_database().await.unwrap();
+    let addr = server.addr();
+    let url = format!(
+        "postgres://failover_app:{PASSWORD}@{addr},{addr}/{}?target_session_attrs=read-write",
+        db.name()
+    );
+    let app = pool_testkit::fixtures::unique_app_name("failover-refused");
+    let pool = Pool::<Postgres>::connect_lazy(settings(url, &app, 1)).unwrap();
+    let first = pool.acquire().await.unwrap_err();
+    let text = first.to_string();
+    assert!(
+        matches!(&first, Error::NoSuitableHost { attempts, .. } if attempts.len() == 2),
+        "{first:?}"
+    );
+    assert_eq!(text.matches("(SQLSTATE 28P01)").count(), 2, "{text}");
+    let second = pool.acquire().await.unwrap_err();
+    match &second {
+        Error::CredentialsRefused { answer, .. } => {
+            assert!(
+                answer.contains("every host refused the credentials"),
+                "{answer}"
+            );
+            assert!(answer.contains("28P01"), "{answer}");
+        }
+        other => panic!("expected the refusal from memory, got {other:?}"),
+    }
+    for msg in [text, second.to_string()] {
+        assert!(
+            !msg.contains(PASSWORD) && !msg.contains("the-real-one"),
+            "{msg}"
+        );
+    }
 }
 
 /// (c) A value that is not one of the six: the setting and the allowed

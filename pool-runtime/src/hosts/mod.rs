@@ -228,7 +228,13 @@ mod pg {
             match tokio::time::timeout(timeout, open_checked(options, check)).await {
                 Err(_) => selection.failed(HostFailure::TimedOut(timeout)),
                 Ok(Err(error)) => {
-                    selection.failed(HostFailure::Failed(crate::error::connect_text(&error)));
+                    selection.failed(HostFailure::Failed {
+                        reason: crate::error::connect_text(&error),
+                        sqlstate: error
+                            .as_database_error()
+                            .and_then(|e| e.code())
+                            .map(|c| c.into_owned()),
+                    });
                     last_error = Some(error);
                 }
                 Ok(Ok((conn, answer))) => match selection.checked(answer) {
@@ -250,7 +256,7 @@ mod pg {
         let attempts = selection.into_attempts();
         if let ([only], 1) = (&attempts[..], targets.hosts.len()) {
             match (&only.failure, last_error) {
-                (HostFailure::Failed(_), Some(source)) => {
+                (HostFailure::Failed { .. }, Some(source)) => {
                     return Err(Error::Connect {
                         url: url.to_owned(),
                         source,

@@ -34,8 +34,13 @@ impl Check {
 /// Why one attempt on one host did not give a usable connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostFailure {
-    /// The connect (or the check's query) failed; the driver's reason.
-    Failed(String),
+    /// The connect (or the check's query) failed.
+    Failed {
+        /// The driver's reason, in words.
+        reason: String,
+        /// The server's SQLSTATE when it refused (28P01: a wrong password).
+        sqlstate: Option<String>,
+    },
     /// No connection (or no answer to the check) within `connect_timeout`.
     TimedOut(Duration),
     /// Connected, but the session failed the `target_session_attrs` check.
@@ -50,7 +55,7 @@ pub enum HostFailure {
 impl std::fmt::Display for HostFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HostFailure::Failed(reason) => f.write_str(reason),
+            HostFailure::Failed { reason, .. } => f.write_str(reason),
             HostFailure::TimedOut(t) => write!(f, "timed out after {t:?} (connect_timeout)"),
             HostFailure::Rejected { wanted, found } => {
                 write!(f, "failed target_session_attrs={wanted} check: {found}")
@@ -204,6 +209,12 @@ impl Selection {
         Verdict::Reject
     }
 
+    /// Whether the failure is the server refusing the credentials
+    /// (SQLSTATE class 28): the same credentials get the same answer.
+    pub(crate) fn refused_credentials(failure: &HostFailure) -> bool {
+        matches!(failure, HostFailure::Failed { sqlstate: Some(code), .. } if code.starts_with("28"))
+    }
+
     /// Every failed attempt, in the order they were made.
     pub(crate) fn into_attempts(self) -> Vec<Attempt> {
         self.attempts
@@ -252,7 +263,10 @@ mod tests {
             tried.push(host);
             let server = servers[host];
             if let Server::Down = server {
-                sel.failed(HostFailure::Failed("connection refused".into()));
+                sel.failed(HostFailure::Failed {
+                    reason: "connection refused".into(),
+                    sqlstate: None,
+                });
                 continue;
             }
             let answer = match sel.check() {

@@ -136,6 +136,18 @@ async fn connect<DB: Backend>(shared: &Shared<DB>) -> Result<(DB::Connection, u6
             Error::Connect { source, .. } if credentials_refused(source) => {
                 Some(crate::error::connect_text(source))
             }
+            // Every host of a multi-host URL refused them: as for one.
+            Error::NoSuitableHost { attempts, .. }
+                if !attempts.is_empty()
+                    && attempts.iter().all(|a| {
+                        crate::hosts::select::Selection::refused_credentials(&a.failure)
+                    }) =>
+            {
+                Some(format!(
+                    "every host refused the credentials; {}",
+                    attempts[0]
+                ))
+            }
             _ => None,
         };
         st.signals.connect_refused(now, refusal);

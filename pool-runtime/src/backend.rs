@@ -38,10 +38,30 @@ pub trait Backend: sqlx::Database {
         None
     }
 
-    /// Opens one connection (the pool bounds it with `connect_timeout`).
-    fn connect(
-        options: &Self::Options,
-    ) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send + '_;
+    /// Opens one connection, every attempt bounded by `timeout` (the
+    /// pool's `connect_timeout`); `url` (password masked) names the
+    /// target in errors. A backend with several hosts may make up to
+    /// [`max_attempts`](Self::max_attempts) attempts.
+    fn connect<'a>(
+        options: &'a Self::Options,
+        timeout: Duration,
+        url: &'a str,
+    ) -> impl Future<Output = Result<Self::Connection, Error>> + Send + 'a;
+
+    /// The most attempts one [`connect`](Self::connect) may make, each
+    /// bounded by `connect_timeout`: `Pool::connect` waits that long for
+    /// its first connection.
+    fn max_attempts(_options: &Self::Options) -> u32 {
+        1
+    }
+
+    /// Whether a lost connection (or a refused write) should make the
+    /// pool replace every connection, because the server it reached may
+    /// no longer be the one it must reach: PostgreSQL with
+    /// `target_session_attrs` read-write or primary.
+    fn fails_over(_options: &Self::Options) -> bool {
+        false
+    }
 
     /// Ends any transaction, including one begun with a raw `BEGIN` that
     /// sqlx does not track (for `ResetOnReturn::RollbackAlways`).
@@ -71,12 +91,36 @@ fn bad_url(settings: &PoolSettings, err: sqlx::Error) -> Error {
     }
 }
 
+/// One connect bounded by `timeout`, its failure named by `url`.
+#[cfg(feature = "sqlite")]
+async fn bounded<C>(
+    connect: impl Future<Output = Result<C, sqlx::Error>>,
+    timeout: Duration,
+    url: &str,
+) -> Result<C, Error> {
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(source)) => Err(Error::Connect {
+            url: url.to_owned(),
+            source,
+        }),
+        Err(_) => Err(Error::ConnectTimeout {
+            url: url.to_owned(),
+            timeout,
+        }),
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub use crate::hosts::PgTargets;
+
 #[cfg(feature = "postgres")]
 impl Backend for sqlx::Postgres {
-    type Options = sqlx::postgres::PgConnectOptions;
+    /// One set of connect options per host of the URL (libpq's multi-host
+    /// URLs), with `target_session_attrs` and `load_balance_hosts`.
+    type Options = PgTargets;
 
     fn options(settings: &PoolSettings) -> Result<Self::Options, Error> {
-        use sqlx::postgres::{PgConnectOptions, PgSslMode};
         let url = settings.url.expose();
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(Error::InvalidUrl {
@@ -86,31 +130,27 @@ impl Backend for sqlx::Postgres {
                         .to_owned(),
             });
         }
-        let mut options: PgConnectOptions = url.parse().map_err(|e| bad_url(settings, e))?;
-        options = options.statement_cache_capacity(settings.statement_cache_capacity);
-        if let Some(name) = &settings.application_name {
-            options = options.application_name(name);
-        }
-        if let Some(timeout) = settings.statement_timeout {
-            options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
-        }
-        if let Some(mode) = settings.sslmode {
-            options = options.ssl_mode(match mode {
-                crate::SslMode::Disable => PgSslMode::Disable,
-                crate::SslMode::Allow => PgSslMode::Allow,
-                crate::SslMode::Prefer => PgSslMode::Prefer,
-                crate::SslMode::Require => PgSslMode::Require,
-                crate::SslMode::VerifyCa => PgSslMode::VerifyCa,
-                crate::SslMode::VerifyFull => PgSslMode::VerifyFull,
-            });
-        }
-        crate::tls::apply(options, settings)
+        PgTargets::new(settings, |one| {
+            one.parse().map_err(|e| bad_url(settings, e))
+        })?
+        .map(|options| pg_options(options, settings))
     }
 
-    fn connect(
-        options: &Self::Options,
-    ) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send + '_ {
-        crate::tls::connect(options)
+    fn connect<'a>(
+        options: &'a Self::Options,
+        timeout: Duration,
+        url: &'a str,
+    ) -> impl Future<Output = Result<Self::Connection, Error>> + Send + 'a {
+        crate::hosts::connect(options, timeout, url)
+    }
+
+    fn max_attempts(options: &Self::Options) -> u32 {
+        u32::try_from(options.max_attempts()).unwrap_or(u32::MAX)
+    }
+
+    fn fails_over(options: &Self::Options) -> bool {
+        use crate::TargetSessionAttrs::{Primary, ReadWrite};
+        matches!(options.target_session_attrs(), ReadWrite | Primary)
     }
 
     fn run_statement<'c>(
@@ -148,6 +188,33 @@ impl Backend for sqlx::Postgres {
             })
         }
     }
+}
+
+/// The settings' own options applied to one host's URL options.
+#[cfg(feature = "postgres")]
+fn pg_options(
+    mut options: sqlx::postgres::PgConnectOptions,
+    settings: &PoolSettings,
+) -> Result<sqlx::postgres::PgConnectOptions, Error> {
+    use sqlx::postgres::PgSslMode;
+    options = options.statement_cache_capacity(settings.statement_cache_capacity);
+    if let Some(name) = &settings.application_name {
+        options = options.application_name(name);
+    }
+    if let Some(timeout) = settings.statement_timeout {
+        options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
+    }
+    if let Some(mode) = settings.sslmode {
+        options = options.ssl_mode(match mode {
+            crate::SslMode::Disable => PgSslMode::Disable,
+            crate::SslMode::Allow => PgSslMode::Allow,
+            crate::SslMode::Prefer => PgSslMode::Prefer,
+            crate::SslMode::Require => PgSslMode::Require,
+            crate::SslMode::VerifyCa => PgSslMode::VerifyCa,
+            crate::SslMode::VerifyFull => PgSslMode::VerifyFull,
+        });
+    }
+    crate::tls::apply(options, settings)
 }
 
 #[cfg(feature = "sqlite")]
@@ -195,10 +262,12 @@ impl Backend for sqlx::Sqlite {
             .then(|| options.clone().pragma("query_only", "ON"))
     }
 
-    fn connect(
-        options: &Self::Options,
-    ) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send + '_ {
-        options.connect()
+    fn connect<'a>(
+        options: &'a Self::Options,
+        timeout: Duration,
+        url: &'a str,
+    ) -> impl Future<Output = Result<Self::Connection, Error>> + Send + 'a {
+        bounded(options.connect(), timeout, url)
     }
 
     fn run_statement<'c>(

@@ -47,6 +47,23 @@ pub enum Error {
         /// The configured bound.
         timeout: Duration,
     },
+    /// No host of a (multi-host) PostgreSQL URL gave a connection that
+    /// passed `target_session_attrs`: every attempt, in order, with the
+    /// host (`host:port`) and why it failed (refused, timed out, or which
+    /// check it failed: "is a standby" …).
+    #[error(
+        "could not connect to {url}: no host {}; tried {}",
+        no_host_because(*.target_session_attrs),
+        attempts_list(.attempts)
+    )]
+    NoSuitableHost {
+        /// The URL, password masked.
+        url: String,
+        /// The `target_session_attrs` the hosts were checked against.
+        target_session_attrs: crate::TargetSessionAttrs,
+        /// Every failed attempt, in the order made.
+        attempts: Vec<crate::hosts::HostAttempt>,
+    },
     /// With `nested_checkout = error`: the task calling `acquire` already
     /// holds a connection of this pool. Nested checkouts deadlock a full
     /// pool (each holder waits for a connection only another holder can
@@ -133,6 +150,18 @@ impl std::fmt::Display for SettingsProblems {
         }
         Ok(())
     }
+}
+
+fn no_host_because(attrs: crate::TargetSessionAttrs) -> String {
+    match attrs {
+        crate::TargetSessionAttrs::Any => "accepted the connection".to_owned(),
+        other => format!("accepted the connection and passed target_session_attrs={other}"),
+    }
+}
+
+fn attempts_list(attempts: &[crate::hosts::HostAttempt]) -> String {
+    let list: Vec<String> = attempts.iter().map(ToString::to_string).collect();
+    list.join("; ")
 }
 
 fn registered_list(names: &[String]) -> String {
@@ -233,7 +262,9 @@ impl From<Error> for sqlx::Error {
                 std::io::ErrorKind::PermissionDenied,
                 err,
             )),
-            Error::Hook { .. } => sqlx::Error::Io(std::io::Error::other(err)),
+            Error::Hook { .. } | Error::NoSuitableHost { .. } => {
+                sqlx::Error::Io(std::io::Error::other(err))
+            }
             Error::InvalidSettings(_)
             | Error::NestedCheckout { .. }
             | Error::InvalidUrl { .. }

@@ -29,6 +29,7 @@
 pub mod backend;
 pub mod config;
 mod error;
+mod hosts;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod http;
@@ -42,6 +43,7 @@ mod tls;
 
 pub use backend::Backend;
 pub use error::{Error, SettingsProblems, TimeoutError};
+pub use hosts::{HostAttempt, HostFailure};
 pub use observe::status::{CloseReason, Health, Status};
 pub use pool::{
     ConnectionInfo, Hook, HookError, HookFuture, Pool, PoolBuilder, PooledConnection, Transaction,
@@ -49,8 +51,8 @@ pub use pool::{
 pub use registry::PoolRegistry;
 pub use secret::Secret;
 pub use settings::{
-    HealthThresholds, NestedCheckout, PoolClass, PoolSettings, PoolSettingsBuilder, ResetOnReturn,
-    SqliteSettings, SslMode,
+    HealthThresholds, LoadBalanceHosts, NestedCheckout, PoolClass, PoolSettings,
+    PoolSettingsBuilder, ResetOnReturn, SqliteSettings, SslMode, TargetSessionAttrs,
 };
 
 /// The trait the derive implements; `use pool_runtime::PoolConfig` imports both.

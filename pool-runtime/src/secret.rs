@@ -108,9 +108,23 @@ impl<T: FromStr> FromStr for Secret<T> {
 ///            "postgres://h/db?password=***&sslmode=require");
 /// assert_eq!(redact_url("sqlite://data/app.db"), "sqlite://data/app.db");
 /// assert_eq!(redact_url("hunter2"), "***");
+/// assert_eq!(redact_url("postgres://u:pw@h1:5432,h2:5433/db?password=pw"),
+///            "postgres://u:***@h1:5432,h2:5433/db?password=***");
 /// ```
 pub fn redact_url(raw: &str) -> String {
     const MASK: &str = "***";
+    // A libpq host list does not parse as a URL: mask the URL with its
+    // first host in the list's place, then put the list back (host names
+    // and ports are not secret).
+    if let Ok(Some(list)) = crate::hosts::url::HostList::parse(raw)
+        && list.is_multi()
+    {
+        let one = redact_url(&list.url_for(list.hosts[0], &[]));
+        let Some(list_of_one) = crate::hosts::url::HostList::parse(&one).ok().flatten() else {
+            return MASK.to_owned();
+        };
+        return list_of_one.url_for(&list.joined(), &[]);
+    }
     let Ok(mut url) = url::Url::parse(raw) else {
         return MASK.to_owned();
     };

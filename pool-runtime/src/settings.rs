@@ -187,6 +187,100 @@ impl fmt::Display for SslMode {
     }
 }
 
+/// libpq's `target_session_attrs`: which server a connection may stay on,
+/// checked right after connecting to each host of a (multi-host) URL.
+/// A host that fails the check is closed and the next one tried; when
+/// none passes, [`Error::NoSuitableHost`](crate::Error::NoSuitableHost)
+/// names every host and why.
+///
+/// A pool with `ReadWrite` or `Primary` also invalidates its connections
+/// when one of them meets a failover (a lost connection, SQLSTATE 57P01,
+/// 57P02, 57P03 or 25006), so new ones find the new primary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetSessionAttrs {
+    /// The first host that accepts the connection; no check.
+    #[default]
+    Any,
+    /// A session that accepts writes: `SHOW transaction_read_only` is
+    /// `off` (a primary, unless `default_transaction_read_only` is on).
+    ReadWrite,
+    /// A session that refuses writes: `SHOW transaction_read_only` is `on`
+    /// (a standby, or a primary with `default_transaction_read_only`).
+    ReadOnly,
+    /// A server not in recovery: `SELECT pg_is_in_recovery()` is false.
+    Primary,
+    /// A server in recovery (a hot standby): `pg_is_in_recovery()` is true.
+    Standby,
+    /// A standby if any host is one; otherwise any host (libpq's two
+    /// passes: standbys first, then every host that answered again).
+    PreferStandby,
+}
+
+impl FromStr for TargetSessionAttrs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_enum(
+            &table::TARGET_SESSION_ATTRS,
+            s,
+            &[
+                Self::Any,
+                Self::ReadWrite,
+                Self::ReadOnly,
+                Self::Primary,
+                Self::Standby,
+                Self::PreferStandby,
+            ],
+        )
+    }
+}
+
+impl fmt::Display for TargetSessionAttrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Any => "any",
+            Self::ReadWrite => "read-write",
+            Self::ReadOnly => "read-only",
+            Self::Primary => "primary",
+            Self::Standby => "standby",
+            Self::PreferStandby => "prefer-standby",
+        })
+    }
+}
+
+/// libpq's `load_balance_hosts`: the order the hosts of a multi-host URL
+/// are tried in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadBalanceHosts {
+    /// In the URL's order: the first host that passes gets every connection.
+    #[default]
+    Disable,
+    /// Shuffled for every connect, spreading connections over the hosts
+    /// that pass `target_session_attrs`.
+    Random,
+}
+
+impl FromStr for LoadBalanceHosts {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_enum(
+            &table::LOAD_BALANCE_HOSTS,
+            s,
+            &[Self::Disable, Self::Random],
+        )
+    }
+}
+
+impl fmt::Display for LoadBalanceHosts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Disable => "disable",
+            Self::Random => "random",
+        })
+    }
+}
+
 /// Utilization thresholds (percent of `pool_size + max_overflow` checked
 /// out) at which [`Status::health`](crate::Status) turns warning and critical.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -323,6 +417,16 @@ pub struct PoolSettings {
     /// PEM file of the client certificate's key (libpq's `sslkey`); `None`
     /// keeps the URL's own.
     pub sslkey: Option<String>,
+    /// Which host of a PostgreSQL URL a connection may stay on (libpq's
+    /// `target_session_attrs`). The URL's own `?target_session_attrs=`
+    /// wins: this applies to URLs without one, and a URL that names a
+    /// different value than a setting other than the default `any` is an
+    /// error (rather than one of them silently ignored).
+    pub target_session_attrs: TargetSessionAttrs,
+    /// The order the hosts of a multi-host PostgreSQL URL are tried in
+    /// (libpq's `load_balance_hosts`); the URL's own parameter wins as for
+    /// [`target_session_attrs`](Self::target_session_attrs).
+    pub load_balance_hosts: LoadBalanceHosts,
     /// Statements cached per connection (0 disables caching).
     pub statement_cache_capacity: usize,
     /// Health thresholds for [`Status`](crate::Status).
@@ -370,6 +474,8 @@ impl PoolSettings {
             sslrootcert: None,
             sslcert: None,
             sslkey: None,
+            target_session_attrs: TargetSessionAttrs::Any,
+            load_balance_hosts: LoadBalanceHosts::Disable,
             statement_cache_capacity: 100,
             health: HealthThresholds::default(),
             replicas: 1,
@@ -501,6 +607,10 @@ impl PoolSettingsBuilder {
         sslcert: Option<String>,
         /// See [`PoolSettings::sslkey`].
         sslkey: Option<String>,
+        /// See [`PoolSettings::target_session_attrs`].
+        target_session_attrs: TargetSessionAttrs,
+        /// See [`PoolSettings::load_balance_hosts`].
+        load_balance_hosts: LoadBalanceHosts,
         /// See [`PoolSettings::statement_cache_capacity`].
         statement_cache_capacity: usize,
         /// See [`PoolSettings::health`].
@@ -575,6 +685,8 @@ mod tests {
             sslrootcert: _,
             sslcert: _,
             sslkey: _,
+            target_session_attrs: _,
+            load_balance_hosts: _,
             statement_cache_capacity: _,
             health:
                 HealthThresholds {
@@ -631,6 +743,8 @@ mod tests {
             .chain(table::RESET_ON_RETURN.canonical())
             .chain(table::NESTED_CHECKOUT.canonical())
             .chain(table::SSL_MODE.canonical())
+            .chain(table::TARGET_SESSION_ATTRS.canonical())
+            .chain(table::LOAD_BALANCE_HOSTS.canonical())
             .map(str::to_owned)
             .collect();
         let parsed: Vec<String> = table::POOL_CLASS
@@ -650,6 +764,16 @@ mod tests {
                 table::SSL_MODE
                     .canonical()
                     .map(|c| c.parse::<SslMode>().unwrap().to_string()),
+            )
+            .chain(
+                table::TARGET_SESSION_ATTRS
+                    .canonical()
+                    .map(|c| c.parse::<TargetSessionAttrs>().unwrap().to_string()),
+            )
+            .chain(
+                table::LOAD_BALANCE_HOSTS
+                    .canonical()
+                    .map(|c| c.parse::<LoadBalanceHosts>().unwrap().to_string()),
             )
             .collect();
         assert_eq!(all, parsed);

@@ -51,9 +51,8 @@ pub(crate) fn apply(
     mut options: PgConnectOptions,
     settings: &PoolSettings,
 ) -> Result<PgConnectOptions, Error> {
-    let query: Vec<(String, String)> = url::Url::parse(settings.url.expose())
-        .map(|u| u.query_pairs().into_owned().collect())
-        .unwrap_or_default();
+    // Multi-host URLs too (the `url` crate refuses their host list).
+    let query = crate::hosts::url::query_pairs(settings.url.expose());
     let path_of = |file: &File, setting: &Option<String>| {
         setting.clone().or_else(|| {
             query

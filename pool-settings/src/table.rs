@@ -113,13 +113,41 @@ pub const SSL_MODE: EnumSpec = EnumSpec {
     ],
 };
 
+/// `TargetSessionAttrs`: libpq's `target_session_attrs`, which host of a
+/// multi-host URL a connection may stay on.
+pub const TARGET_SESSION_ATTRS: EnumSpec = EnumSpec {
+    name: "TargetSessionAttrs",
+    variants: &[
+        &["any"],
+        &["read-write", "read_write"],
+        &["read-only", "read_only"],
+        &["primary"],
+        &["standby"],
+        &["prefer-standby", "prefer_standby"],
+    ],
+};
+
+/// `LoadBalanceHosts`: libpq's `load_balance_hosts`, the order hosts are
+/// tried in.
+pub const LOAD_BALANCE_HOSTS: EnumSpec = EnumSpec {
+    name: "LoadBalanceHosts",
+    variants: &[&["disable"], &["random"]],
+};
+
 /// Whether `text` spells the null pool class.
 pub fn is_null_pool(text: &str) -> bool {
     POOL_CLASS.parse(text) == Some(1)
 }
 
 /// The enums config knows by name.
-pub const ENUMS: &[&EnumSpec] = &[&POOL_CLASS, &RESET_ON_RETURN, &NESTED_CHECKOUT, &SSL_MODE];
+pub const ENUMS: &[&EnumSpec] = &[
+    &POOL_CLASS,
+    &RESET_ON_RETURN,
+    &NESTED_CHECKOUT,
+    &SSL_MODE,
+    &TARGET_SESSION_ATTRS,
+    &LOAD_BALANCE_HOSTS,
+];
 
 const fn s(
     name: &'static str,
@@ -351,6 +379,20 @@ pub const SETTINGS: &[Setting] = &[
         "PEM file of the client certificate's private key (libpq's `sslkey`); unset keeps the URL's own.",
     ),
     s(
+        "target_session_attrs",
+        &["target_session_attrs"],
+        Kind::Enum(&TARGET_SESSION_ATTRS),
+        "any",
+        "Which host of a PostgreSQL URL a connection may stay on (libpq's): any, read-write, read-only, primary, standby or prefer-standby; the URL's own parameter wins.",
+    ),
+    s(
+        "load_balance_hosts",
+        &["load_balance_hosts"],
+        Kind::Enum(&LOAD_BALANCE_HOSTS),
+        "disable",
+        "Hosts of a multi-host PostgreSQL URL are tried in order (disable) or shuffled for each connect (random); the URL's own parameter wins.",
+    ),
+    s(
         "statement_cache_capacity",
         &["statement_cache_capacity"],
         Kind::Count,
@@ -478,6 +520,8 @@ mod tests {
         assert_eq!(SSL_MODE.parse("verify_ca"), Some(4));
         assert_eq!(NESTED_CHECKOUT.parse("Deny"), Some(1));
         assert_eq!(SSL_MODE.parse("bogus"), None);
+        assert_eq!(TARGET_SESSION_ATTRS.parse("Prefer_Standby"), Some(5));
+        assert_eq!(LOAD_BALANCE_HOSTS.parse("random"), Some(1));
         assert_eq!(POOL_CLASS.listed(), "queue, null");
     }
 }

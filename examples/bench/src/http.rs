@@ -213,7 +213,8 @@ fn wrk_version() -> Result<String, BoxError> {
     let out = Command::new("wrk").arg("-v").output().map_err(|e| {
         format!("cannot run wrk ({e}); scripts/bench-http.sh installs it (Debian package wrk)")
     })?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     Ok(text
         .lines()
         .next()
@@ -311,7 +312,10 @@ async fn seed(base: &str) -> Result<(), BoxError> {
 /// Connections the service's pools have opened, from `/metrics` (the
 /// writer's and the readers' counters on a split SQLite pool).
 async fn opened(base: &str) -> Result<u64, BoxError> {
-    let text = reqwest::get(format!("{base}/metrics")).await?.text().await?;
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
     let total = text
         .lines()
         .filter(|line| line.starts_with("db_pool_connections_opened_total"))
@@ -336,9 +340,11 @@ fn wrk(
     post_script: &Path,
 ) -> Result<WrkOutput, BoxError> {
     let mut command = Command::new("wrk");
-    command
-        .args(["-t", "2", "-c", &clients.to_string()])
-        .args(["-d", &format!("{secs}s"), "--latency"]);
+    command.args(["-t", "2", "-c", &clients.to_string()]).args([
+        "-d",
+        &format!("{secs}s"),
+        "--latency",
+    ]);
     if route == Route::Post {
         command.arg("-s").arg(post_script);
     }
@@ -432,8 +438,16 @@ fn print_tables(rows: &[Row]) {
         "\nerrors: non-2xx responses + socket errors + \"database is locked\" in the service's log.\n"
     );
     // The issue's comparison: SQLite writes against PostgreSQL's, same run.
-    for linger in rows.iter().map(|r| &r.linger).collect::<std::collections::BTreeSet<_>>() {
-        for clients in rows.iter().map(|r| r.clients).collect::<std::collections::BTreeSet<_>>() {
+    for linger in rows
+        .iter()
+        .map(|r| &r.linger)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        for clients in rows
+            .iter()
+            .map(|r| r.clients)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
             let find = |backend| {
                 rows.iter().find(|r| {
                     r.backend == backend
@@ -442,7 +456,8 @@ fn print_tables(rows: &[Row]) {
                         && &r.linger == linger
                 })
             };
-            if let (Some(sqlite), Some(postgres)) = (find(Backend::Sqlite), find(Backend::Postgres)) {
+            if let (Some(sqlite), Some(postgres)) = (find(Backend::Sqlite), find(Backend::Postgres))
+            {
                 println!(
                     "POST /items, {clients} clients, linger {linger}: SQLite {:.2}× PostgreSQL's \
                      requests/s, p99 {:.2} ms against {:.2} ms",

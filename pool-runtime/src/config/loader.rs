@@ -398,7 +398,7 @@ impl<'a> Loader<'a> {
     pub(crate) fn check_settings(&mut self, s: &PoolSettings) {
         let find = |setting: &str| self.entries.iter().find(|e| e.setting == Some(setting));
         let mut out = Vec::new();
-        let url_problem = url::Url::parse(s.url.expose().trim())
+        let url_problem = crate::hosts::url::parse_check(s.url.expose().trim())
             .err()
             .filter(|_| !s.url.expose().trim().is_empty())
             .map(|err| pool_settings::Problem {

@@ -73,7 +73,8 @@
 //!   `30s`, `1500ms`, `1h 30m` or bare seconds (`30`, `2.5`); `Option<T>` as
 //!   `off`/`none` or a `T`; [`PoolClass`](crate::PoolClass),
 //!   [`ResetOnReturn`](crate::ResetOnReturn), [`NestedCheckout`](crate::NestedCheckout),
-//!   [`SslMode`](crate::SslMode);
+//!   [`SslMode`](crate::SslMode), [`TargetSessionAttrs`](crate::TargetSessionAttrs),
+//!   [`LoadBalanceHosts`](crate::LoadBalanceHosts);
 //!   [`url::Url`]; `String`, `PathBuf`; [`Secret<T>`](crate::Secret) as `T`.
 //!   Any other type: implement [`EnvValue`], or mark the field
 //!   `#[pool(from_str)]` to use its `FromStr` (plus `Display` for

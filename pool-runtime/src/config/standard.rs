@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::{NestedCheckout, PoolClass, ResetOnReturn, Secret, SslMode};
+use crate::{
+    LoadBalanceHosts, NestedCheckout, PoolClass, ResetOnReturn, Secret, SslMode, TargetSessionAttrs,
+};
 
 /// The common pool settings under `DB_`, with SQLAlchemy's names and
 /// defaults. Use it as is, or `#[pool(flatten)]` it into a service's own
@@ -85,4 +87,10 @@ pub struct StandardPoolConfig {
     pub sslcert: Option<String>,
     /// PEM file of the client certificate's key (libpq's sslkey).
     pub sslkey: Option<String>,
+    /// Which host of a multi-host URL to stay on: any, read-write, read-only, primary, standby or prefer-standby; the URL's own target_session_attrs wins.
+    #[pool(default = "any")]
+    pub target_session_attrs: TargetSessionAttrs,
+    /// Order in which the hosts of a multi-host URL are tried: disable (as written) or random; the URL's own load_balance_hosts wins.
+    #[pool(default = "disable")]
+    pub load_balance_hosts: LoadBalanceHosts,
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use pool_settings::table;
 
 use crate::secret::redact_url;
-use crate::{NestedCheckout, PoolClass, ResetOnReturn, Secret, SslMode};
+use crate::{
+    LoadBalanceHosts, NestedCheckout, PoolClass, ResetOnReturn, Secret, SslMode, TargetSessionAttrs,
+};
 
 /// A type that can be read from one environment variable.
 ///
@@ -207,7 +209,9 @@ enums!(
     PoolClass: table::POOL_CLASS,
     ResetOnReturn: table::RESET_ON_RETURN,
     NestedCheckout: table::NESTED_CHECKOUT,
-    SslMode: table::SSL_MODE
+    SslMode: table::SSL_MODE,
+    TargetSessionAttrs: table::TARGET_SESSION_ATTRS,
+    LoadBalanceHosts: table::LOAD_BALANCE_HOSTS
 );
 
 /// `off`/`none` (any case) is `None`; unset without a default is `None`.
@@ -462,7 +466,9 @@ apply_if_some!(
     String,
     PoolClass,
     ResetOnReturn,
-    NestedCheckout
+    NestedCheckout,
+    TargetSessionAttrs,
+    LoadBalanceHosts
 );
 
 macro_rules! apply_widen {

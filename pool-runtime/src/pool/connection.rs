@@ -102,6 +102,14 @@ impl<DB: Backend> PooledConnection<DB> {
     /// connection used more often than `pre_ping_bypass` failed every query
     /// (found by `faults_outage::all_backends_terminated_mid_load`).
     ///
+    /// A pool that must stay on a primary (PostgreSQL with
+    /// `target_session_attrs` read-write or primary) also treats such an
+    /// error, or SQLSTATE 25006 (a write refused by a read-only server: a
+    /// demoted primary), as a failover: every connection made until then
+    /// is replaced ([`Pool::invalidate_all`](crate::Pool::invalidate_all)),
+    /// so the next connects choose a host again. Only once per failover:
+    /// connections made after it are kept.
+    ///
     /// ```no_run
     /// # async fn demo(pool: pool_runtime::Pool<sqlx::Postgres>) -> Result<(), pool_runtime::Error> {
     /// let mut conn = pool.acquire().await?;
@@ -112,16 +120,21 @@ impl<DB: Backend> PooledConnection<DB> {
     /// # Ok(()) }
     /// ```
     pub fn report_error(&mut self, error: &sqlx::Error) -> bool {
+        let code = match error {
+            sqlx::Error::Database(db) => db.code(),
+            _ => None,
+        };
         let gone = match error {
             sqlx::Error::Io(_)
             | sqlx::Error::Protocol(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(db) => db
-                .code()
-                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+            sqlx::Error::Database(_) => code
+                .as_deref()
+                .is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")),
             _ => false,
         };
+        let read_only = code.as_deref() == Some("25006");
         if gone {
             self.discard.get_or_insert(CloseReason::Discarded);
             let now = std::time::Instant::now();
@@ -129,6 +142,17 @@ impl<DB: Backend> PooledConnection<DB> {
             st.suspect_since = Some(now);
             st.signals
                 .trouble(now, Trouble::ConnectionLost, crate::error::sqlx_text(error));
+        }
+        if (gone || read_only) && DB::fails_over(&self.shared.target().options) {
+            self.discard.get_or_insert(CloseReason::Invalidated);
+            if self.shared.invalidate(Some(self.meta.epoch)) {
+                tracing::warn!(
+                    target: "pool_runtime::events",
+                    pool = %self.shared.settings.name,
+                    error = %crate::error::sqlx_text(error),
+                    "possible failover: replacing every connection, new ones choose a host again"
+                );
+            }
         }
         gone
     }

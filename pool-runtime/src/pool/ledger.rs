@@ -295,6 +295,14 @@ impl<C> Ledger<C> {
         drained
     }
 
+    /// [`invalidate_all`](Self::invalidate_all) on behalf of a connection
+    /// of `epoch` that met a failover, unless an invalidation came after it
+    /// was made: the other connections failing with it right after one
+    /// failover must not also throw away the new ones made since.
+    pub(crate) fn invalidate_for(&mut self, epoch: u64) -> Option<Vec<C>> {
+        (epoch == self.epoch).then(|| self.invalidate_all())
+    }
+
     /// Whether `task`, about to check out at `site`, holds a connection of
     /// this pool already; counted in the totals. A scan of the holders,
     /// skipped when nothing is checked out or outside a task (`acquire`
@@ -607,6 +615,21 @@ mod lingering {
         }
         l.check_invariants();
         l
+    }
+
+    /// A failover seen by several connections of one epoch invalidates
+    /// once; connections made after it are kept.
+    #[test]
+    fn a_failover_seen_twice_invalidates_once() {
+        let now = Instant::now();
+        let mut l = ledger_with_returned(2, false, now);
+        let before = l.epoch;
+        assert_eq!(l.invalidate_for(before).map(|c| c.len()), Some(2));
+        assert_eq!(l.open, 0);
+        assert!(l.invalidate_for(before).is_none(), "already invalidated");
+        assert_eq!(l.totals.closed.invalidated, 2);
+        assert_eq!(l.invalidate_for(l.epoch).map(|c| c.len()), Some(0));
+        l.check_invariants();
     }
 
     #[test]

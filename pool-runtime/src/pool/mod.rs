@@ -88,7 +88,9 @@ impl<DB: Backend> Pool<DB> {
         let site = Location::caller();
         let pool = Self::build(settings, hooks)?;
         let settings = &pool.shared.settings;
-        let limit = settings.connect_timeout + settings.pool_timeout;
+        // Every host of a multi-host URL may take its own connect_timeout.
+        let attempts = DB::max_attempts(&pool.shared.target().options).max(1);
+        let limit = settings.connect_timeout * attempts + settings.pool_timeout;
         // The writer first: it creates a fresh SQLite file and its WAL.
         let first = acquire::acquire(Arc::clone(&pool.shared), site, limit).await;
         for shared in pool.parts() {
@@ -220,12 +222,7 @@ impl<DB: Backend> Pool<DB> {
     /// returned.
     pub fn invalidate_all(&self) {
         for shared in self.parts() {
-            let idle = shared.lock().invalidate_all();
-            for raw in idle {
-                shared.metrics.closed(CloseReason::Invalidated);
-                shared.echo_close(CloseReason::Invalidated, None);
-                shared.close_in_background(raw);
-            }
+            shared.invalidate(None);
         }
     }
 

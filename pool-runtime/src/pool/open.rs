@@ -104,10 +104,9 @@ async fn connect<DB: Backend>(shared: &Shared<DB>) -> Result<(DB::Connection, u6
             retry_in: held.retry_in,
         });
     }
-    let connect =
-        tokio::time::timeout(settings.connect_timeout, DB::connect(&target.options)).await;
+    let connect = DB::connect(&target.options, settings.connect_timeout, &target.url).await;
     let error = match connect {
-        Ok(Ok(mut raw)) => {
+        Ok(mut raw) => {
             // Once per pool: a server that refuses the probe is not asked
             // again on every connect.
             let probe = !shared.limits_probed.swap(true, Ordering::Relaxed);
@@ -126,14 +125,7 @@ async fn connect<DB: Backend>(shared: &Shared<DB>) -> Result<(DB::Connection, u6
             }
             return Ok((raw, epoch));
         }
-        Ok(Err(source)) => Error::Connect {
-            url: target.url.clone(),
-            source,
-        },
-        Err(_) => Error::ConnectTimeout {
-            url: target.url.clone(),
-            timeout: settings.connect_timeout,
-        },
+        Err(error) => error,
     };
     {
         let mut st = shared.lock();
@@ -143,6 +135,18 @@ async fn connect<DB: Backend>(shared: &Shared<DB>) -> Result<(DB::Connection, u6
         let refusal = match &error {
             Error::Connect { source, .. } if credentials_refused(source) => {
                 Some(crate::error::connect_text(source))
+            }
+            // Every host of a multi-host URL refused them: as for one.
+            Error::NoSuitableHost { attempts, .. }
+                if !attempts.is_empty()
+                    && attempts.iter().all(|a| {
+                        crate::hosts::select::Selection::refused_credentials(&a.failure)
+                    }) =>
+            {
+                Some(format!(
+                    "every host refused the credentials; {}",
+                    attempts[0]
+                ))
             }
             _ => None,
         };

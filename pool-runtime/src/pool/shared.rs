@@ -96,6 +96,32 @@ impl<DB: Backend> Shared<DB> {
         self.lock().signals.connect_refused(Instant::now(), None);
     }
 
+    /// Closes every idle connection and marks every other one made so far
+    /// to close on return ([`Pool::invalidate_all`](crate::Pool::invalidate_all)).
+    /// With `made_in = Some(epoch)`, only if nothing was invalidated since a
+    /// connection of that epoch was made: a burst of failures after one
+    /// failover invalidates once, not again the new connections.
+    /// Returns whether it invalidated.
+    pub(crate) fn invalidate(&self, made_in: Option<u64>) -> bool {
+        let idle = {
+            let mut st = self.lock();
+            let idle = match made_in {
+                Some(epoch) => st.invalidate_for(epoch),
+                None => Some(st.invalidate_all()),
+            };
+            let Some(idle) = idle else {
+                return false;
+            };
+            idle
+        };
+        for raw in idle {
+            self.metrics.closed(CloseReason::Invalidated);
+            self.echo_close(CloseReason::Invalidated, None);
+            self.close_in_background(raw);
+        }
+        true
+    }
+
     /// How long idle connections stay beyond QueuePool's rule.
     pub(crate) fn lingering(&self) -> Lingering {
         Lingering {

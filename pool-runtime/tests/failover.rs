@@ -1,0 +1,613 @@
+//! libpq-style multi-host URLs against a real primary + standby
+//! (`pool_testkit::Cluster`, local binaries): `target_session_attrs`
+//! chooses the node every connection of the pool is on, a connect that
+//! finds no suitable host names each host and why, and a pool writing
+//! through a read-write URL follows a promotion by itself.
+//!
+//! One cluster is shared by the tests that leave its roles alone (a
+//! `static`: one start per process; nextest runs each test in its own
+//! process, so there it is one per test); the promotion test has its own.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use pool_runtime::config::StandardPoolConfig;
+use pool_runtime::{Error, Pool, PoolConfig, PoolSettings, TargetSessionAttrs};
+use pool_testkit::{Auth, Cluster, ServerKind, TestServer};
+use sqlx::{Connection, Postgres};
+
+/// Never a real credential: the kit's servers trust local connections,
+/// so any password is accepted, and none may appear in a message.
+const PASSWORD: &str = "hunter2-failover";
+const WITHIN: Duration = Duration::from_secs(10);
+
+/// Node 0 the primary, node 1 its standby; its roles never change.
+fn shared_cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(start_cluster)
+}
+
+fn start_cluster() -> Cluster {
+    let started = Instant::now();
+    let cluster = Cluster::builder()
+        .backend(ServerKind::Local)
+        .standbys(1)
+        .start()
+        .expect("a primary and a standby (local backend)");
+    eprintln!("cluster ready in {:.1?}", started.elapsed());
+    cluster
+}
+
+/// A libpq multi-host URL over the proxies of `nodes`, in that order.
+fn url_over(cluster: &Cluster, nodes: &[usize], db: &str, query: &str) -> String {
+    let hosts: Vec<String> = nodes
+        .iter()
+        .map(|&i| cluster.proxy(i).addr().to_string())
+        .collect();
+    format!(
+        "postgres://postgres:{PASSWORD}@{}/{db}{query}",
+        hosts.join(",")
+    )
+}
+
+fn settings(url: String, app: &str, size: u32) -> PoolSettings {
+    PoolSettings::builder(url)
+        .name(app)
+        .application_name(app)
+        .pool_size(size)
+        .max_overflow(0)
+        .pool_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
+/// A database on the primary, replicated to the standby before use.
+async fn database(cluster: &Cluster) -> pool_testkit::TestDatabase {
+    let db = cluster.create_database().await.unwrap();
+    cluster.wait_caught_up(WITHIN).await.unwrap();
+    db
+}
+
+/// Opens a pool over `url`, holds `size` connections at once (so that
+/// each is a connection of its own) and waits until the servers count
+/// exactly `expected` of them per node: a rejected session is closed
+/// before the next host is tried, but the server may list it a moment
+/// longer.
+async fn lands_on(cluster: &Cluster, url: String, size: u32, expected: &[Option<usize>]) {
+    let app = pool_testkit::fixtures::unique_app_name("failover");
+    let pool = Pool::<Postgres>::connect(settings(url.clone(), &app, size))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut held = Vec::new();
+    for _ in 0..size {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let counts = cluster.connections_by_node(&app).await.unwrap();
+        if counts == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: connections by node {counts:?}, expected {expected:?}",
+            pool_runtime::secret::redact_url(&url)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+    pool.close().await;
+}
+
+/// (a) Hosts listed standby first: read-write and primary skip it,
+/// standby, read-only and prefer-standby stay on it; any takes the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_session_attrs_choose_the_node() {
+    let cluster = shared_cluster();
+    let db = database(cluster).await;
+    let standby_first = |attrs: &str| {
+        url_over(
+            cluster,
+            &[1, 0],
+            db.name(),
+            &format!("?target_session_attrs={attrs}"),
+        )
+    };
+    let on_primary = [Some(3), Some(0)];
+    let on_standby = [Some(0), Some(3)];
+    lands_on(cluster, standby_first("read-write"), 3, &on_primary).await;
+    lands_on(cluster, standby_first("primary"), 3, &on_primary).await;
+    lands_on(cluster, standby_first("standby"), 3, &on_standby).await;
+    lands_on(cluster, standby_first("read-only"), 3, &on_standby).await;
+    lands_on(cluster, standby_first("prefer-standby"), 3, &on_standby).await;
+    lands_on(cluster, standby_first("any"), 3, &on_standby).await;
+    // Primary first: prefer-standby still finds the standby.
+    let primary_first = url_over(
+        cluster,
+        &[0, 1],
+        db.name(),
+        "?target_session_attrs=prefer-standby",
+    );
+    lands_on(cluster, primary_first, 3, &on_standby).await;
+    // load_balance_hosts=random spreads connections over both nodes (all
+    // 16 on one node by chance: 2 in 65536).
+    let url = url_over(cluster, &[0, 1], db.name(), "?load_balance_hosts=random");
+    let app = pool_testkit::fixtures::unique_app_name("failover-random");
+    let pool = Pool::<Postgres>::connect(settings(url, &app, 16))
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let counts = cluster.connections_by_node(&app).await.unwrap();
+    assert!(
+        counts.iter().all(|c| c.is_some_and(|n| n > 0))
+            && counts.iter().flatten().sum::<usize>() == 16,
+        "random: {counts:?}"
+    );
+    drop(held);
+    pool.close().await;
+    // The setting, for a URL without the parameter.
+    let app = pool_testkit::fixtures::unique_app_name("failover-setting");
+    let mut s = settings(url_over(cluster, &[1, 0], db.name(), ""), &app, 1);
+    s.target_session_attrs = TargetSessionAttrs::ReadWrite;
+    let pool = Pool::<Postgres>::connect(s).await.unwrap();
+    let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!standby, "the read-write setting must skip the standby");
+    pool.close().await;
+}
+
+/// (a) prefer-standby with its standby unreachable, partitioned (connects
+/// hang until connect_timeout) or stopped (refused): the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_standby_without_a_standby_takes_the_primary() {
+    // Its own cluster: it cuts the standby off and stops it.
+    let cluster = start_cluster();
+    let db = database(&cluster).await;
+    let url = url_over(
+        &cluster,
+        &[1, 0],
+        db.name(),
+        "?target_session_attrs=prefer-standby",
+    );
+    cluster.partition(1).unwrap();
+    let started = Instant::now();
+    lands_on(&cluster, url.clone(), 2, &[Some(2), Some(0)]).await;
+    eprintln!(
+        "partitioned standby: pool on the primary in {:.1?}",
+        started.elapsed()
+    );
+    cluster.heal(1).unwrap();
+    tokio::task::block_in_place(|| cluster.stop(1)).unwrap();
+    lands_on(&cluster, url, 2, &[Some(2), None]).await;
+}
+
+/// (b) Every host failing: one error naming each host and why (refused,
+/// timed out, failed the check), and never the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_no_host_will_do_the_error_names_each_and_why() {
+    let cluster = shared_cluster();
+    let db = database(cluster).await;
+    // Refused: a port nobody listens on (bound, then freed).
+    let refused = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // Timed out: a listener that never answers (the kernel completes the
+    // handshake, the server's greeting never comes).
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let primary = cluster.proxy(0).addr();
+    let url = format!(
+        "postgres://postgres:{PASSWORD}@{refused},{silent_addr},{primary}/{}?target_session_attrs=standby",
+        db.name()
+    );
+    let app = pool_testkit::fixtures::unique_app_name("failover-none");
+    let mut s = settings(url, &app, 1);
+    s.connect_timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    let err = Pool::<Postgres>::connect(s).await.unwrap_err();
+    let text = err.to_string();
+    eprintln!("after {:.1?}: {text}", started.elapsed());
+    assert!(
+        matches!(
+            &err,
+            Error::NoSuitableHost { attempts, target_session_attrs: TargetSessionAttrs::Standby, .. }
+                if attempts.len() == 3
+        ),
+        "{err:?}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(
+        text.contains("no host accepted the connection and passed target_session_attrs=standby"),
+        "{text}"
+    );
+    for (host, why) in [
+        (refused.to_string(), "refused"),
+        (
+            silent_addr.to_string(),
+            "timed out after 500ms (connect_timeout)",
+        ),
+        (
+            primary.to_string(),
+            "failed target_session_attrs=standby check: is not a standby (pg_is_in_recovery() = false)",
+        ),
+    ] {
+        let at = text
+            .find(&format!("{host}: "))
+            .unwrap_or_else(|| panic!("{host} not named: {text}"));
+        let reason = &text[at..];
+        let reason = &reason[..reason.find("; ").unwrap_or(reason.len())];
+        assert!(
+            reason.contains(why),
+            "{host}: expected {why:?} in {reason:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "each host is bounded by connect_timeout: {:.1?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
+
+/// A wrong password refused by every host: the first checkout names each
+/// host's refusal (SQLSTATE 28P01), and later ones are answered from
+/// memory (the refusal back-off), as for a single host, instead of
+/// sending the same credentials to every host again.
+#[tokio::test]
+async fn credentials_refused_by_every_host_are_not_sent_again_at_once() {
+    let server = TestServer::builder()
+        .backend(ServerKind::Local)
+        .auth(Auth::Scram)
+        .start()
+        .expect("a SCRAM server (local backend)");
+    server
+        .create_user("failover_app", "the-real-one")
+        .await
+        .unwrap();
+    let db = server.create_database().await.unwrap();
+    let addr = server.addr();
+    let url = format!(
+        "postgres://failover_app:{PASSWORD}@{addr},{addr}/{}?target_session_attrs=read-write",
+        db.name()
+    );
+    let app = pool_testkit::fixtures::unique_app_name("failover-refused");
+    let pool = Pool::<Postgres>::connect_lazy(settings(url, &app, 1)).unwrap();
+    let first = pool.acquire().await.unwrap_err();
+    let text = first.to_string();
+    assert!(
+        matches!(&first, Error::NoSuitableHost { attempts, .. } if attempts.len() == 2),
+        "{first:?}"
+    );
+    assert_eq!(text.matches("(SQLSTATE 28P01)").count(), 2, "{text}");
+    let second = pool.acquire().await.unwrap_err();
+    match &second {
+        Error::CredentialsRefused { answer, .. } => {
+            assert!(
+                answer.contains("every host refused the credentials"),
+                "{answer}"
+            );
+            assert!(answer.contains("28P01"), "{answer}");
+        }
+        other => panic!("expected the refusal from memory, got {other:?}"),
+    }
+    for msg in [text, second.to_string()] {
+        assert!(
+            !msg.contains(PASSWORD) && !msg.contains("the-real-one"),
+            "{msg}"
+        );
+    }
+}
+
+/// (c) A value that is not one of the six: the setting and the allowed
+/// values named, from the URL and from the environment alike.
+#[tokio::test]
+async fn a_bad_target_session_attrs_names_the_allowed_values() {
+    let allowed = "one of: any, read-write, read-only, primary, standby, prefer-standby";
+    let url = format!("postgres://app:{PASSWORD}@h1:5432,h2:5433/app?target_session_attrs=master");
+    let err = Pool::<Postgres>::connect_lazy(PoolSettings::new(url)).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
+    assert!(text.contains("target_session_attrs=\"master\""), "{text}");
+    assert!(text.contains(allowed), "{text}");
+    assert!(text.contains("h1:5432,h2:5433"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+
+    let err = StandardPoolConfig::from_map([
+        ("DATABASE_URL", "postgres://app:pw@h1,h2/app"),
+        ("DB_TARGET_SESSION_ATTRS", "master"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("DB_TARGET_SESSION_ATTRS"), "{err}");
+    assert!(err.contains(allowed), "{err}");
+
+    let err = StandardPoolConfig::from_map([
+        ("DATABASE_URL", "postgres://app:pw@h1,h2/app"),
+        ("DB_LOAD_BALANCE_HOSTS", "roundrobin"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("DB_LOAD_BALANCE_HOSTS"), "{err}");
+    assert!(err.contains("one of: disable, random"), "{err}");
+
+    // A good multi-host URL and the variables load, and the URL stays
+    // masked in what the config prints.
+    let url = format!("postgres://app:{PASSWORD}@h1,h2/app");
+    let cfg = StandardPoolConfig::from_map([
+        ("DATABASE_URL", url.as_str()),
+        ("DB_TARGET_SESSION_ATTRS", "read-write"),
+        ("DB_LOAD_BALANCE_HOSTS", "random"),
+    ])
+    .unwrap();
+    let s = cfg.settings();
+    assert_eq!(s.target_session_attrs, TargetSessionAttrs::ReadWrite);
+    assert_eq!(s.load_balance_hosts, pool_runtime::LoadBalanceHosts::Random);
+    let shown = format!("{cfg:?}");
+    assert!(
+        !shown.contains(PASSWORD) && shown.contains("h1,h2"),
+        "{shown}"
+    );
+}
+
+/// Step 3 on its own: in a read-write pool, a write refused as read-only
+/// (25006: the server was demoted under the pool) replaces every
+/// connection made before it, once; a pool with `any` keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_replaces_the_connections_of_a_read_write_pool() {
+    let cluster = shared_cluster();
+    let db = database(cluster).await;
+    for (attrs, replaced) in [("read-write", true), ("any", false)] {
+        let url = url_over(
+            cluster,
+            &[0],
+            db.name(),
+            &format!("?target_session_attrs={attrs}"),
+        );
+        let app = pool_testkit::fixtures::unique_app_name("failover-25006");
+        let mut s = settings(url, &app, 3);
+        s.min_idle = 3;
+        let pool = Pool::<Postgres>::connect(s).await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        // What a demoted primary answers to a write.
+        sqlx::raw_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let error = sqlx::raw_sql("CREATE TABLE t ()")
+                .execute(&mut *conn)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                error.as_database_error().and_then(|e| e.code()).as_deref(),
+                Some("25006")
+            );
+            assert!(!conn.report_error(&error), "the connection itself is fine");
+        }
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let invalidated = pool.status().totals.closed.invalidated;
+        if replaced {
+            assert_eq!(
+                invalidated, 3,
+                "{attrs}: 2 idle now, 1 on return, and only once"
+            );
+        } else {
+            assert_eq!(invalidated, 0, "{attrs}: nothing replaced");
+        }
+        pool.close().await;
+    }
+}
+
+/// Which node a server port belongs to.
+fn node_of(cluster: &Cluster, port: i32) -> usize {
+    (0..cluster.len())
+        .find(|&i| i32::from(cluster.node(i).addr().port()) == port)
+        .unwrap_or_else(|| panic!("port {port} is no node's"))
+}
+
+/// (d) Tasks write steadily through a read-write pool over both nodes; the
+/// primary stops and the standby is promoted. Writes resume on the new
+/// primary by themselves, and no connection of the pool ever runs a
+/// statement on a node while it is a standby (sampled on the servers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_follow_a_promotion_by_themselves() {
+    let cluster = Arc::new(start_cluster());
+    let db = database(&cluster).await;
+    let mut admin = sqlx::PgConnection::connect(&cluster.url_for(0, db.name()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE writes (id bigserial PRIMARY KEY, port int NOT NULL)")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    cluster.wait_caught_up(WITHIN).await.unwrap();
+
+    let url = url_over(
+        &cluster,
+        &[0, 1],
+        db.name(),
+        "?target_session_attrs=read-write",
+    );
+    let app = pool_testkit::fixtures::unique_app_name("failover-promote");
+    let mut s = settings(url, &app, 4);
+    s.pool_timeout = Duration::from_secs(2);
+    let pool = Pool::<Postgres>::connect(s).await.unwrap();
+
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    // (ms since t0, node) of every write, and the failures.
+    let writes: Arc<Mutex<Vec<(u64, usize)>>> = Arc::default();
+    let failures = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (pool, stop, writes, failures, cluster) = (
+            pool.clone(),
+            stop.clone(),
+            writes.clone(),
+            failures.clone(),
+            cluster.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let written: Result<i32, _> = sqlx::query_scalar(
+                    "INSERT INTO writes (port) VALUES (inet_server_port()) RETURNING port",
+                )
+                .fetch_one(&pool)
+                .await;
+                match written {
+                    Ok(port) => {
+                        let at = t0.elapsed().as_millis() as u64;
+                        writes.lock().unwrap().push((at, node_of(&cluster, port)));
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(_) => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }));
+    }
+
+    // On each running node, straight to the server: whether it is a
+    // standby, and how many of the pool's sessions ran anything there
+    // beyond connecting and the target_session_attrs check (a session
+    // rejected by the check lives a few milliseconds and runs nothing
+    // else). A node is sampled in one statement, so the role and the
+    // count are of the same instant.
+    let node0_down = Arc::new(AtomicBool::new(false));
+    let violations: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sampler = {
+        let (cluster, stop, node0_down, violations, app) = (
+            cluster.clone(),
+            stop.clone(),
+            node0_down.clone(),
+            violations.clone(),
+            app.clone(),
+        );
+        tokio::spawn(async move {
+            let mut samples = 0u64;
+            let mut probes_seen = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                for i in 0..cluster.len() {
+                    if i == 0 && node0_down.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let Ok(mut conn) = cluster.node(i).connect_admin().await else {
+                        continue;
+                    };
+                    let row: Result<(bool, i64, i64), _> = sqlx::query_as(
+                        "SELECT pg_is_in_recovery(),
+                                count(*) FILTER (WHERE query NOT IN ('', 'SHOW transaction_read_only')),
+                                count(*)
+                         FROM pg_stat_activity WHERE application_name = $1",
+                    )
+                    .bind(&app)
+                    .fetch_one(&mut conn)
+                    .await;
+                    let _ = conn.close().await;
+                    if let Ok((standby, used, all)) = row {
+                        samples += 1;
+                        if standby {
+                            probes_seen += all;
+                            if used > 0 {
+                                violations.lock().unwrap().push(format!(
+                                    "{used} session(s) of the pool used on node {i} while a standby"
+                                ));
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (samples, probes_seen)
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stop_at = t0.elapsed();
+    tokio::task::block_in_place(|| cluster.stop(0)).unwrap();
+    node0_down.store(true, Ordering::Relaxed);
+    let stopped_at = t0.elapsed();
+    tokio::task::block_in_place(|| cluster.promote(1)).unwrap();
+    let promoted_at = t0.elapsed();
+    let resumed = loop {
+        let first_on_1 = writes
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, node)| *node == 1)
+            .map(|(at, _)| *at);
+        if let Some(at) = first_on_1 {
+            break Duration::from_millis(at);
+        }
+        assert!(
+            t0.elapsed() < promoted_at + WITHIN,
+            "no write reached the new primary within {WITHIN:?} of its promotion \
+             ({} failed writes)",
+            failures.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (samples, probes_seen) = sampler.await.unwrap();
+
+    let writes = writes.lock().unwrap().clone();
+    let last_on_0 = writes
+        .iter()
+        .filter(|(_, node)| *node == 0)
+        .map(|(at, _)| Duration::from_millis(*at))
+        .max()
+        .expect("writes on the first primary");
+    let after = writes
+        .iter()
+        .filter(|(at, _)| Duration::from_millis(*at) > resumed)
+        .count();
+    eprintln!(
+        "FAILOVER: stop(0) at {stop_at:.2?} (done {stopped_at:.2?}), promote(1) done at \
+         {promoted_at:.2?}; last write on node 0 at {last_on_0:.2?}, first on node 1 at \
+         {resumed:.2?}: write gap {:.2?} ({:+.3}s from promote(1) returning); {} writes, \
+         {} failed; {samples} server samples, {probes_seen} check sessions seen on the standby",
+        resumed - last_on_0,
+        resumed.as_secs_f64() - promoted_at.as_secs_f64(),
+        writes.len(),
+        failures.load(Ordering::Relaxed),
+    );
+    assert!(
+        writes
+            .iter()
+            .all(|(at, node)| *node == 0 || Duration::from_millis(*at) >= stop_at),
+        "a write on node 1 before the failover"
+    );
+    assert!(
+        writes
+            .iter()
+            .all(|(at, node)| *node == 1 || Duration::from_millis(*at) <= stopped_at),
+        "a write on the stopped node"
+    );
+    assert!(after > 10, "writes go on after the failover: {after}");
+    assert!(
+        resumed.saturating_sub(promoted_at) < Duration::from_secs(3),
+        "writes resumed {:.2?} after the promotion",
+        resumed.saturating_sub(promoted_at)
+    );
+    let violations = violations.lock().unwrap().clone();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert!(samples > 20, "the servers were sampled: {samples}");
+    pool.close().await;
+}

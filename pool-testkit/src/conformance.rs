@@ -238,6 +238,12 @@ fn not_applicable(s: &PoolSettings, profile: Profile, name: &str) -> Option<Stri
             Some("pool_class is null: every connection closes on return".into())
         }
         "overflow closes on return" if s.max_overflow == 0 => Some("max_overflow is 0".into()),
+        "overflow closes on return" if s.overflow_linger.is_some_and(|d| d > MAX_WAIT) => {
+            Some(format!(
+                "overflow_linger {:?} is longer than a check waits ({MAX_WAIT:?})",
+                s.overflow_linger.unwrap_or_default()
+            ))
+        }
         "timeout when exhausted" if s.pool_timeout > MAX_WAIT => Some(format!(
             "pool_timeout {:?} is longer than a check waits ({MAX_WAIT:?})",
             s.pool_timeout

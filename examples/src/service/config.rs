@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pool_runtime::{PoolConfig, Secret, SslMode};
+use pool_runtime::{LoadBalanceHosts, PoolConfig, Secret, SslMode, TargetSessionAttrs};
 
 /// The example items service: its database pool and where it listens.
 #[derive(PoolConfig, Debug)]
@@ -23,8 +23,8 @@ pub struct ServiceConfig {
     /// Extra connections opened when all are busy, closed when returned (after APP_DB_OVERFLOW_LINGER).
     #[pool(default = 10, range = 0..=1000)]
     pub max_overflow: u32,
-    /// Keep a returned overflow connection idle this long for the next request instead of closing it at once ("off": QueuePool's rule, which reconnects for about 1 request in 40 at a load near pool_size).
-    #[pool(default = "off")]
+    /// Keep a returned overflow connection idle this long for the next request instead of closing it at once ("off": QueuePool's rule, which reconnected for 1 request in 45 at 8 clients; BENCHMARKS.md).
+    #[pool(default = "10s")]
     pub overflow_linger: Option<Duration>,
     /// Close connections idle this long, overflow or not ("off": keep pool_size open; for servers that scale to zero).
     #[pool(default = "off")]
@@ -61,6 +61,12 @@ pub struct ServiceConfig {
     pub sslcert: Option<String>,
     /// PEM file of the client certificate's private key.
     pub sslkey: Option<String>,
+    /// PostgreSQL with several hosts in DATABASE_URL (postgres://u@h1:5432,h2:5432/db): stay on any, read-write, read-only, primary, standby or prefer-standby; read-write follows a failover. The URL's own target_session_attrs wins.
+    #[pool(default = "any")]
+    pub target_session_attrs: TargetSessionAttrs,
+    /// Order in which the hosts of a multi-host DATABASE_URL are tried: disable (as written) or random.
+    #[pool(default = "disable")]
+    pub load_balance_hosts: LoadBalanceHosts,
     /// SQLite: one writer connection (writes) and pool_size read-only ones (GET requests), so writes queue in the pool instead of in SQLite's busy handler; false: one pool for everything.
     #[pool(default = true)]
     pub sqlite_single_writer: bool,

@@ -4,6 +4,7 @@
 //! It runs with no setup on an embedded SQLite file and against PostgreSQL
 //! when `DATABASE_URL` says so; the backend is picked from the URL scheme.
 
+pub mod batch;
 pub mod config;
 pub mod debug;
 pub mod error;

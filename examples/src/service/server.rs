@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use pool_runtime::config::Loaded;
 use pool_runtime::{Pool, PoolConfig};
 
+use super::batch::Inserts;
 use super::config::{BackendKind, ServiceConfig};
 use super::debug::{self, Held};
 use super::store::Store;
@@ -23,6 +24,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct App<DB: Store> {
     pub pool: Pool<DB>,
     pub held: Arc<Held<DB>>,
+    /// Group commit of creates, when the pool has one writer (SQLite).
+    pub inserts: Option<Arc<Inserts>>,
 }
 
 impl<DB: Store> Clone for App<DB> {
@@ -30,6 +33,7 @@ impl<DB: Store> Clone for App<DB> {
         Self {
             pool: self.pool.clone(),
             held: Arc::clone(&self.held),
+            inserts: self.inserts.clone(),
         }
     }
 }
@@ -97,9 +101,12 @@ async fn serve<DB: Store>(cfg: &ServiceConfig, metrics: PrometheusHandle) -> Res
         .map_err(|e| format!("cannot create the items table: {e}"))?;
     tracing::info!(pool = pool.name(), "{}", pool.status());
 
+    // One writer (a SQLite file, split): creates are written in batches.
+    let single_writer = pool.status().readers.is_some();
     let app = App {
         pool: pool.clone(),
         held: Arc::new(Held::default()),
+        inserts: single_writer.then(|| Arc::new(Inserts::start(pool.clone()))),
     };
     let held = Arc::clone(&app.held);
     if cfg.debug_endpoints {

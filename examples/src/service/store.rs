@@ -43,6 +43,11 @@ pub trait Store: Backend {
         conn: &mut Self::Connection,
         item: &NewItem,
     ) -> impl Future<Output = Result<Item, sqlx::Error>> + Send;
+    /// Inserts `items` in one statement; the stored rows in `items`' order.
+    fn insert_many(
+        conn: &mut Self::Connection,
+        items: &[&NewItem],
+    ) -> impl Future<Output = Result<Vec<Item>, sqlx::Error>> + Send;
     fn update(
         conn: &mut Self::Connection,
         id: i64,
@@ -87,6 +92,27 @@ macro_rules! store {
                 .bind(item.quantity)
                 .fetch_one(&mut *conn)
                 .await
+            }
+
+            async fn insert_many(
+                conn: &mut Self::Connection,
+                items: &[&NewItem],
+            ) -> Result<Vec<Item>, sqlx::Error> {
+                let mut sql = sqlx::QueryBuilder::<$db>::new("INSERT INTO items (name, quantity) ");
+                sql.push_values(items, |mut row, item| {
+                    row.push_bind(item.name.clone()).push_bind(item.quantity);
+                });
+                sql.push(" RETURNING id, name, quantity");
+                let mut rows: Vec<Item> = sql.build_query_as().fetch_all(&mut *conn).await?;
+                // RETURNING's order is unspecified; ids grow in VALUES order
+                // (one statement, one writer).
+                rows.sort_unstable_by_key(|row| row.id);
+                if rows.len() != items.len() {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "inserted {} rows, got {} back", items.len(), rows.len()
+                    )));
+                }
+                Ok(rows)
             }
 
             async fn update(

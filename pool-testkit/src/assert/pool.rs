@@ -117,18 +117,44 @@ pub async fn try_pool_size_held(server: &TestServer, pool: &PgPool) -> Result<()
 
 /// Under `pool_size + max_overflow` concurrent checkouts the server shows
 /// that many connections; once all are returned the overflow is closed and
-/// `pool_size` remain.
+/// `pool_size` remain. With `overflow_linger`, the overflow closes once it
+/// has lingered that long (within a maintenance tick), not before.
 pub async fn try_overflow_closes_on_return(
     server: &TestServer,
     pool: &PgPool,
 ) -> Result<(), Failure> {
-    let what = "overflow connections open under load and close on return";
+    let linger = pool.settings().overflow_linger;
+    let what = match linger {
+        None => "overflow connections open under load and close on return".to_owned(),
+        Some(d) => {
+            format!("overflow connections open under load and close after lingering {d:?}")
+        }
+    };
+    let what = what.as_str();
     let app = app_of(server, pool, what)?;
     let (size, overflow) = (pool.settings().pool_size, pool.settings().max_overflow);
     let (conns, held) = hold(server, pool, size + overflow, &app, what).await?;
     try_eventually_connections(server, &app, (size + overflow) as usize, SETTLE).await?;
     drop(conns);
-    let after = try_eventually_connections(server, &app, size as usize, SETTLE).await?;
+    let returned = std::time::Instant::now();
+    // The maintenance tick that closes them runs every quarter linger.
+    let within = linger.map_or(SETTLE, |d| d + d / 4 + SETTLE);
+    let after = try_eventually_connections(server, &app, size as usize, within).await?;
+    if let Some(d) = linger
+        && returned.elapsed() < d
+    {
+        return Err(Failure::new(
+            server,
+            Some(&app),
+            what,
+            format!("the overflow still open {d:?} after return"),
+            format!(
+                "closed after {:?}: {}",
+                returned.elapsed(),
+                describe(&after)
+            ),
+        ));
+    }
     if !pid_set(&after).is_subset(&held) {
         return Err(Failure::new(
             server,

@@ -341,7 +341,8 @@ impl Cluster {
     /// libpq multi-host URL of database `db` over every node in index
     /// order (`postgres://postgres:postgres@127.0.0.1:p0,127.0.0.1:p1/db`),
     /// through the proxies. Add `?target_session_attrs=read-write` (or
-    /// `primary`, `standby`, ...) for libpq clients; sqlx takes one host only.
+    /// `primary`, `standby`, ...) for pool-runtime's pools and libpq
+    /// clients (sqlx alone takes one host only).
     pub fn multi_host_url(&self, db: &str) -> String {
         let hosts: Vec<String> = self
             .nodes

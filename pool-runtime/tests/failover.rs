@@ -415,12 +415,9 @@ fn node_of(cluster: &Cluster, port: i32) -> usize {
         .unwrap_or_else(|| panic!("port {port} is no node's"))
 }
 
-/// (d) Tasks write steadily through a read-write pool over both nodes; the
-/// primary stops and the standby is promoted. Writes resume on the new
-/// primary by themselves, and no connection of the pool ever runs a
-/// statement on a node while it is a standby (sampled on the servers).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn writes_follow_a_promotion_by_themselves() {
+/// A fresh primary + standby with a `writes` table replicated to the
+/// standby, and a read-write URL over both nodes, the primary first.
+async fn writes_cluster() -> (Arc<Cluster>, pool_testkit::TestDatabase, String) {
     let cluster = Arc::new(start_cluster());
     let db = database(&cluster).await;
     let mut admin = sqlx::PgConnection::connect(&cluster.url_for(0, db.name()))
@@ -432,142 +429,214 @@ async fn writes_follow_a_promotion_by_themselves() {
         .unwrap();
     admin.close().await.unwrap();
     cluster.wait_caught_up(WITHIN).await.unwrap();
-
     let url = url_over(
         &cluster,
         &[0, 1],
         db.name(),
         "?target_session_attrs=read-write",
     );
+    (cluster, db, url)
+}
+
+/// Tasks that write steadily through a pool (`INSERT … RETURNING` the
+/// server's port), each write booked as (ms since `t0`, node), each
+/// failure counted.
+struct Writers {
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+    writes: Arc<Mutex<Vec<(u64, usize)>>>,
+    failures: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    fn spawn(pool: &Pool<Postgres>, cluster: &Arc<Cluster>, n: usize) -> Self {
+        let mut writers = Writers {
+            t0: Instant::now(),
+            stop: Arc::default(),
+            writes: Arc::default(),
+            failures: Arc::default(),
+            tasks: Vec::new(),
+        };
+        for _ in 0..n {
+            let (pool, stop, writes, failures, cluster, t0) = (
+                pool.clone(),
+                writers.stop.clone(),
+                writers.writes.clone(),
+                writers.failures.clone(),
+                cluster.clone(),
+                writers.t0,
+            );
+            writers.tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let written: Result<i32, _> = sqlx::query_scalar(
+                        "INSERT INTO writes (port) VALUES (inet_server_port()) RETURNING port",
+                    )
+                    .fetch_one(&pool)
+                    .await;
+                    match written {
+                        Ok(port) => {
+                            let at = t0.elapsed().as_millis() as u64;
+                            writes.lock().unwrap().push((at, node_of(&cluster, port)));
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Err(_) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        writers
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Waits for the first write on `node` (time since `t0`); panics if
+    /// none comes within `within` of `since` (since `t0`).
+    async fn first_on(&self, node: usize, since: Duration, within: Duration) -> Duration {
+        loop {
+            let first = self
+                .writes
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, n)| *n == node)
+                .map(|(at, _)| *at);
+            if let Some(at) = first {
+                return Duration::from_millis(at);
+            }
+            assert!(
+                self.elapsed() < since + within,
+                "no write reached node {node} within {within:?} ({} failed writes)",
+                self.failures()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the tasks; every write made.
+    async fn finish(self) -> Vec<(u64, usize)> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        self.writes.lock().unwrap().clone()
+    }
+}
+
+/// On each running node, straight to the server: whether it is a standby,
+/// and how many of the pool's sessions ran anything there beyond
+/// connecting and the target_session_attrs check (a session rejected by
+/// the check lives a few milliseconds and runs nothing else). A node is
+/// sampled in one statement, so the role and the count are of the same
+/// instant. Node 0 is skipped once `node0_down` is set.
+struct StandbySampler {
+    stop: Arc<AtomicBool>,
+    node0_down: Arc<AtomicBool>,
+    violations: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<(u64, i64)>,
+}
+
+impl StandbySampler {
+    fn spawn(cluster: &Arc<Cluster>, app: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let node0_down = Arc::new(AtomicBool::new(false));
+        let violations: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (cluster, app) = (cluster.clone(), app.to_string());
+        let task = {
+            let (stop, node0_down, violations) =
+                (stop.clone(), node0_down.clone(), violations.clone());
+            tokio::spawn(async move {
+                let mut samples = 0u64;
+                let mut probes_seen = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..cluster.len() {
+                        if i == 0 && node0_down.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        let Ok(mut conn) = cluster.node(i).connect_admin().await else {
+                            continue;
+                        };
+                        let row: Result<(bool, i64, i64), _> = sqlx::query_as(
+                            "SELECT pg_is_in_recovery(),
+                                    count(*) FILTER (WHERE query NOT IN ('', 'SHOW transaction_read_only')),
+                                    count(*)
+                             FROM pg_stat_activity WHERE application_name = $1",
+                        )
+                        .bind(&app)
+                        .fetch_one(&mut conn)
+                        .await;
+                        let _ = conn.close().await;
+                        if let Ok((standby, used, all)) = row {
+                            samples += 1;
+                            if standby {
+                                probes_seen += all;
+                                if used > 0 {
+                                    violations.lock().unwrap().push(format!(
+                                        "{used} session(s) of the pool used on node {i} while a standby"
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (samples, probes_seen)
+            })
+        };
+        StandbySampler {
+            stop,
+            node0_down,
+            violations,
+            task,
+        }
+    }
+
+    /// Stops sampling: (samples, check sessions seen on a standby, violations).
+    async fn finish(self) -> (u64, i64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (samples, probes_seen) = self.task.await.unwrap();
+        let violations = self.violations.lock().unwrap().clone();
+        (samples, probes_seen, violations)
+    }
+}
+
+/// (d) Tasks write steadily through a read-write pool over both nodes; the
+/// primary stops and the standby is promoted. Writes resume on the new
+/// primary by themselves, and no connection of the pool ever runs a
+/// statement on a node while it is a standby (sampled on the servers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_follow_a_promotion_by_themselves() {
+    let (cluster, _db, url) = writes_cluster().await;
     let app = pool_testkit::fixtures::unique_app_name("failover-promote");
     let mut s = settings(url, &app, 4);
     s.pool_timeout = Duration::from_secs(2);
     let pool = Pool::<Postgres>::connect(s).await.unwrap();
 
-    let t0 = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    // (ms since t0, node) of every write, and the failures.
-    let writes: Arc<Mutex<Vec<(u64, usize)>>> = Arc::default();
-    let failures = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (pool, stop, writes, failures, cluster) = (
-            pool.clone(),
-            stop.clone(),
-            writes.clone(),
-            failures.clone(),
-            cluster.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let written: Result<i32, _> = sqlx::query_scalar(
-                    "INSERT INTO writes (port) VALUES (inet_server_port()) RETURNING port",
-                )
-                .fetch_one(&pool)
-                .await;
-                match written {
-                    Ok(port) => {
-                        let at = t0.elapsed().as_millis() as u64;
-                        writes.lock().unwrap().push((at, node_of(&cluster, port)));
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    Err(_) => {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            }
-        }));
-    }
-
-    // On each running node, straight to the server: whether it is a
-    // standby, and how many of the pool's sessions ran anything there
-    // beyond connecting and the target_session_attrs check (a session
-    // rejected by the check lives a few milliseconds and runs nothing
-    // else). A node is sampled in one statement, so the role and the
-    // count are of the same instant.
-    let node0_down = Arc::new(AtomicBool::new(false));
-    let violations: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sampler = {
-        let (cluster, stop, node0_down, violations, app) = (
-            cluster.clone(),
-            stop.clone(),
-            node0_down.clone(),
-            violations.clone(),
-            app.clone(),
-        );
-        tokio::spawn(async move {
-            let mut samples = 0u64;
-            let mut probes_seen = 0i64;
-            while !stop.load(Ordering::Relaxed) {
-                for i in 0..cluster.len() {
-                    if i == 0 && node0_down.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    let Ok(mut conn) = cluster.node(i).connect_admin().await else {
-                        continue;
-                    };
-                    let row: Result<(bool, i64, i64), _> = sqlx::query_as(
-                        "SELECT pg_is_in_recovery(),
-                                count(*) FILTER (WHERE query NOT IN ('', 'SHOW transaction_read_only')),
-                                count(*)
-                         FROM pg_stat_activity WHERE application_name = $1",
-                    )
-                    .bind(&app)
-                    .fetch_one(&mut conn)
-                    .await;
-                    let _ = conn.close().await;
-                    if let Ok((standby, used, all)) = row {
-                        samples += 1;
-                        if standby {
-                            probes_seen += all;
-                            if used > 0 {
-                                violations.lock().unwrap().push(format!(
-                                    "{used} session(s) of the pool used on node {i} while a standby"
-                                ));
-                            }
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (samples, probes_seen)
-        })
-    };
+    let writers = Writers::spawn(&pool, &cluster, 4);
+    let sampler = StandbySampler::spawn(&cluster, &app);
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let stop_at = t0.elapsed();
+    let stop_at = writers.elapsed();
     tokio::task::block_in_place(|| cluster.stop(0)).unwrap();
-    node0_down.store(true, Ordering::Relaxed);
-    let stopped_at = t0.elapsed();
+    sampler.node0_down.store(true, Ordering::Relaxed);
+    let stopped_at = writers.elapsed();
     tokio::task::block_in_place(|| cluster.promote(1)).unwrap();
-    let promoted_at = t0.elapsed();
-    let resumed = loop {
-        let first_on_1 = writes
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, node)| *node == 1)
-            .map(|(at, _)| *at);
-        if let Some(at) = first_on_1 {
-            break Duration::from_millis(at);
-        }
-        assert!(
-            t0.elapsed() < promoted_at + WITHIN,
-            "no write reached the new primary within {WITHIN:?} of its promotion \
-             ({} failed writes)",
-            failures.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let promoted_at = writers.elapsed();
+    let resumed = writers.first_on(1, promoted_at, WITHIN).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let (samples, probes_seen) = sampler.await.unwrap();
+    let failures = writers.failures();
+    let writes = writers.finish().await;
+    let (samples, probes_seen, violations) = sampler.finish().await;
 
-    let writes = writes.lock().unwrap().clone();
     let last_on_0 = writes
         .iter()
         .filter(|(_, node)| *node == 0)
@@ -582,11 +651,11 @@ async fn writes_follow_a_promotion_by_themselves() {
         "FAILOVER: stop(0) at {stop_at:.2?} (done {stopped_at:.2?}), promote(1) done at \
          {promoted_at:.2?}; last write on node 0 at {last_on_0:.2?}, first on node 1 at \
          {resumed:.2?}: write gap {:.2?} ({:+.3}s from promote(1) returning); {} writes, \
-         {} failed; {samples} server samples, {probes_seen} check sessions seen on the standby",
+         {failures} failed; {samples} server samples, {probes_seen} check sessions seen on \
+         the standby",
         resumed - last_on_0,
         resumed.as_secs_f64() - promoted_at.as_secs_f64(),
         writes.len(),
-        failures.load(Ordering::Relaxed),
     );
     assert!(
         writes
@@ -606,8 +675,191 @@ async fn writes_follow_a_promotion_by_themselves() {
         "writes resumed {:.2?} after the promotion",
         resumed.saturating_sub(promoted_at)
     );
-    let violations = violations.lock().unwrap().clone();
     assert!(violations.is_empty(), "{violations:?}");
     assert!(samples > 20, "the servers were sampled: {samples}");
     pool.close().await;
+}
+
+/// One failover under 64 writers (see the test below).
+struct FailoverRun {
+    kill: Duration,
+    promote: Duration,
+    resumed: Duration,
+    writable: Duration,
+    last_on_0: Duration,
+    writes: usize,
+    failures: u64,
+    on_standby: usize,
+    on_dead: usize,
+    violations: Vec<String>,
+    invalidated: u64,
+    opened_before: u64,
+    opened: u64,
+    size: u32,
+    by_node: Vec<Option<usize>>,
+}
+
+/// A fresh cluster, a read-write pool of 10 + 10 over both nodes, 64 tasks
+/// writing; after 2 s node 0 is killed (no clean shutdown) and node 1
+/// promoted at once. Times are from the start of the kill.
+async fn failover_under_writers(tasks: usize) -> FailoverRun {
+    let (cluster, db, url) = writes_cluster().await;
+    let app = pool_testkit::fixtures::unique_app_name("failover-64");
+    let mut s = settings(url, &app, 10);
+    s.max_overflow = 10;
+    s.pool_timeout = Duration::from_secs(5);
+    let pool = Pool::<Postgres>::connect(s).await.unwrap();
+    let writers = Writers::spawn(&pool, &cluster, tasks);
+    let sampler = StandbySampler::spawn(&cluster, &app);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // When node 1 first answers as a primary, polled straight on the
+    // server every 2 ms: what the pool cannot be faster than.
+    let mut probe = cluster.node(1).connect_admin().await.unwrap();
+    let t0 = writers.t0;
+    let writable = tokio::spawn(async move {
+        loop {
+            let primary: bool = sqlx::query_scalar("SELECT NOT pg_is_in_recovery()")
+                .fetch_one(&mut probe)
+                .await
+                .unwrap();
+            if primary {
+                let at = t0.elapsed();
+                let _ = probe.close().await;
+                return at;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let opened_before = pool.status().totals.opened;
+    let kill_at = writers.elapsed();
+    tokio::task::block_in_place(|| cluster.kill(0)).unwrap();
+    sampler.node0_down.store(true, Ordering::Relaxed);
+    let killed_at = writers.elapsed();
+    let promote_at = writers.elapsed();
+    tokio::task::block_in_place(|| cluster.promote(1)).unwrap();
+    let promoted_at = writers.elapsed();
+    let resumed = writers.first_on(1, kill_at, Duration::from_secs(30)).await;
+    let writable = writable.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let failures = writers.failures();
+    let writes = writers.finish().await;
+    let (_, _, violations) = sampler.finish().await;
+
+    // Everything returned: every connection the pool holds must be one the
+    // servers count on node 1, made after the promotion (before it, node 1
+    // failed the read-write check).
+    let deadline = Instant::now() + WITHIN;
+    let (status, by_node) = loop {
+        let status = pool.status();
+        let by_node = cluster.connections_by_node(&app).await.unwrap();
+        if status.checked_out == 0
+            && status.connecting == 0
+            && by_node == [None, Some(status.size as usize)]
+        {
+            break (status, by_node);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool size {} ({} out, {} connecting), servers count {by_node:?}",
+            status.size,
+            status.checked_out,
+            status.connecting
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    pool.close().await;
+    drop(db);
+
+    let last_on_0 = writes
+        .iter()
+        .filter(|(_, node)| *node == 0)
+        .map(|(at, _)| *at)
+        .max()
+        .expect("writes on the first primary");
+    FailoverRun {
+        kill: killed_at - kill_at,
+        promote: promoted_at - promote_at,
+        resumed: resumed.saturating_sub(kill_at),
+        writable: writable.saturating_sub(kill_at),
+        last_on_0: Duration::from_millis(last_on_0).saturating_sub(kill_at),
+        writes: writes.len(),
+        failures,
+        // Node 1 was a standby until its promotion began; node 0 dead
+        // once the kill returned.
+        on_standby: writes
+            .iter()
+            .filter(|(at, node)| *node == 1 && Duration::from_millis(*at) < promote_at)
+            .count(),
+        on_dead: writes
+            .iter()
+            .filter(|(at, node)| *node == 0 && Duration::from_millis(*at) > killed_at)
+            .count(),
+        violations,
+        invalidated: status.totals.closed.invalidated,
+        opened_before,
+        opened: status.totals.opened,
+        size: status.size,
+        by_node,
+    }
+}
+
+/// The issue's figure: failover under 64 writing tasks, the standby
+/// promoted as the primary dies, five times. Time from the kill to the
+/// first write on the new primary, p50 and max (RELIABILITY.md,
+/// "Failover"); zero writes on a standby or on the dead node; afterwards
+/// every connection of the pool is on node 1. Long form:
+/// `cargo nextest run -p pool-runtime --test failover --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long form: five clusters, about a minute"]
+async fn failover_under_64_writers_five_times() {
+    const RUNS: usize = 5;
+    let mut resumed = Vec::new();
+    let mut after_writable = Vec::new();
+    for run in 1..=RUNS {
+        let r = failover_under_writers(64).await;
+        eprintln!(
+            "FAILOVER run {run}: first write on node 1 {:.0?} after the kill began (kill took \
+             {:.0?}, promote {:.0?}; node 1 answered as a primary at {:.0?}, the first write \
+             {:+.1}ms after that); last write on node 0 at {:+.0?}; {} writes, {} failed; on a \
+             standby {}, on the dead node {}, sampler violations {}; invalidated {}, opened {} \
+             before the kill and {} in all, size after {} = servers {:?}",
+            r.resumed,
+            r.kill,
+            r.promote,
+            r.writable,
+            (r.resumed.as_secs_f64() - r.writable.as_secs_f64()) * 1000.0,
+            r.last_on_0,
+            r.writes,
+            r.failures,
+            r.on_standby,
+            r.on_dead,
+            r.violations.len(),
+            r.invalidated,
+            r.opened_before,
+            r.opened,
+            r.size,
+            r.by_node,
+        );
+        assert_eq!(r.on_standby, 0, "run {run}: writes on a standby");
+        assert_eq!(r.on_dead, 0, "run {run}: writes on the dead node");
+        assert!(r.violations.is_empty(), "run {run}: {:?}", r.violations);
+        assert!(
+            r.resumed < Duration::from_secs(30),
+            "run {run}: resumed after {:.1?}",
+            r.resumed
+        );
+        resumed.push(r.resumed);
+        after_writable.push((r.resumed.as_secs_f64() - r.writable.as_secs_f64()) * 1000.0);
+    }
+    resumed.sort();
+    after_writable.sort_by(f64::total_cmp);
+    eprintln!(
+        "FAILOVER {RUNS} runs: kill → first write on the new primary p50 {:.0?}, max {:.0?}; \
+         node 1 a primary → first write p50 {:+.1}ms, max {:+.1}ms",
+        resumed[RUNS / 2],
+        resumed[RUNS - 1],
+        after_writable[RUNS / 2],
+        after_writable[RUNS - 1]
+    );
 }

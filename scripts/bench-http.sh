@@ -13,8 +13,12 @@ as_root() {
 bash scripts/setup.sh
 if ! command -v wrk >/dev/null; then
     echo "bench-http: installing wrk"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
+    install_wrk() {
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
+    }
+    # setup.sh has just refreshed the package lists on a fresh machine;
+    # refresh them again (slow) only if they do not know wrk.
+    install_wrk 2>/dev/null || { as_root apt-get update -qq && install_wrk; }
 fi
 cargo build --release -p pool-examples --bin service
 cargo build --release -p pool-bench

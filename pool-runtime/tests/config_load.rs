@@ -178,7 +178,10 @@ fn every_bad_variable_is_reported_at_once() {
     );
     assert!(text.contains("expected a duration such as 30s"), "{text}");
     assert!(
-        text.contains("DB_POOL_CLASS = \"nul\" (from env): not one of: queue, null"),
+        text.contains(
+            "DB_POOL_CLASS = \"nul\" (from env): not a known value (did you mean `null`?); \
+             expected one of: queue, null"
+        ),
         "{text}"
     );
     assert!(

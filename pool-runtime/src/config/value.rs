@@ -194,7 +194,14 @@ macro_rules! enums {
                 format!("one of: {}", $spec.listed())
             }
             fn parse_env(raw: &str) -> Result<Self, String> {
-                raw.parse::<$t>().map_err(|_| format!("not one of: {}", $spec.listed()))
+                // The choices follow in `expected`; listing them here too
+                // said them twice.
+                raw.parse::<$t>().map_err(|_| {
+                    format!(
+                        "not a known value{}",
+                        pool_settings::suggest::did_you_mean(raw.trim(), $spec.canonical())
+                    )
+                })
             }
             fn show(&self) -> String {
                 self.to_string()
@@ -585,7 +592,7 @@ mod tests {
         assert_eq!(PoolClass::parse_env("NULL"), Ok(PoolClass::Null));
         assert_eq!(
             PoolClass::parse_env("nul"),
-            Err("not one of: queue, null".to_owned())
+            Err("not a known value (did you mean `null`?)".to_owned())
         );
         assert_eq!(SslMode::parse_env("verify-full"), Ok(SslMode::VerifyFull));
         assert!(url::Url::parse_env("not a url").is_err());

@@ -28,12 +28,7 @@ async fn writes_through_the_service_follow_a_promotion() {
         .await
         .expect("the standby has the database");
     // Standby first: a read-write pool must skip it while it is one.
-    let hosts = [1, 0].map(|i| cluster.proxy(i).addr().to_string());
-    let url = cluster.multi_host_url(db.name()).replacen(
-        &format!("{},{}", hosts[1], hosts[0]),
-        &hosts.join(","),
-        1,
-    ) + "?target_session_attrs=read-write";
+    let url = cluster.multi_host_url_over(&[1, 0], db.name()) + "?target_session_attrs=read-write";
     let svc = Launch::url(url).env("APP_DB_POOL_TIMEOUT", "2s").start();
 
     let post = |name: String| {

@@ -82,12 +82,11 @@ mod pg {
             };
             let list = HostList::parse(raw).map_err(bad)?;
             let hosts = match &list {
-                Some(list) if list.is_multi() => list
+                Some(list) => list
                     .hosts
                     .iter()
                     .map(|host| one(&list.url_for(host, OWN_PARAMS)))
                     .collect::<Result<Vec<_>, _>>()?,
-                Some(list) => vec![one(&list.url_for(list.hosts[0], OWN_PARAMS))?],
                 None => vec![one(raw)?],
             };
             let hosts = hosts

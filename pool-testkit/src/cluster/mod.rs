@@ -344,10 +344,19 @@ impl Cluster {
     /// `primary`, `standby`, ...) for pool-runtime's pools and libpq
     /// clients (sqlx alone takes one host only).
     pub fn multi_host_url(&self, db: &str) -> String {
-        let hosts: Vec<String> = self
-            .nodes
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.multi_host_url_over(&all, db)
+    }
+
+    /// [`multi_host_url`](Self::multi_host_url) over `nodes`, in that
+    /// order (a standby first, say, to show a read-write client skips it).
+    ///
+    /// # Panics
+    /// On a node index out of range, naming it (as [`proxy`](Self::proxy)).
+    pub fn multi_host_url_over(&self, nodes: &[usize], db: &str) -> String {
+        let hosts: Vec<String> = nodes
             .iter()
-            .map(|n| n.proxy.addr().to_string())
+            .map(|&i| self.proxy(i).addr().to_string())
             .collect();
         format!(
             "postgres://{}:{}@{}/{db}",

@@ -445,6 +445,12 @@ fn profile_values<'t>(texts: &'t BTreeMap<&'static str, String>) -> pool_setting
         }),
         health_warning_percent: percent("health_warning_percent"),
         health_critical_percent: percent("health_critical_percent"),
+        pgbouncer: text("pgbouncer"),
+        pgbouncer_pool_size: text("pgbouncer_pool_size").map(|t| {
+            (!pool_settings::is_off(t))
+                .then(|| t.replace('_', "").parse::<u64>().ok())
+                .flatten()
+        }),
     }
 }
 
@@ -460,6 +466,8 @@ const CHECKED: &[&str] = &[
     "pool_recycle",
     "health_warning_percent",
     "health_critical_percent",
+    "pgbouncer",
+    "pgbouncer_pool_size",
 ];
 
 /// The cross-field rules of `pool_settings::check` on each profile's

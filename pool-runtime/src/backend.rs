@@ -197,7 +197,14 @@ fn pg_options(
     settings: &PoolSettings,
 ) -> Result<sqlx::postgres::PgConnectOptions, Error> {
     use sqlx::postgres::PgSslMode;
-    options = options.statement_cache_capacity(settings.statement_cache_capacity);
+    // Behind PgBouncer in transaction mode a cached statement names one
+    // server connection's statement, and the next transaction may get
+    // another server connection.
+    let cache = match settings.pgbouncer {
+        crate::PgBouncerMode::Transaction => 0,
+        _ => settings.statement_cache_capacity,
+    };
+    options = options.statement_cache_capacity(cache);
     if let Some(name) = &settings.application_name {
         options = options.application_name(name);
     }

@@ -64,6 +64,25 @@ pub enum Error {
         /// Every failed attempt, in the order made.
         attempts: Vec<crate::hosts::HostAttempt>,
     },
+    /// `acquire` on a pool with `pgbouncer = transaction`. PgBouncer gives
+    /// each transaction whichever server connection is free, and sqlx
+    /// prepares a statement, waits for the server (a Sync), then binds and
+    /// runs it: outside a transaction those two halves can reach two
+    /// different server connections, which fails, or binds another
+    /// client's statement of the same name. A held connection cannot stop
+    /// that, so it is refused rather than handed out.
+    #[error(
+        "pool \"{pool}\": acquire is refused because pgbouncer = transaction: PgBouncer gives \
+         each transaction any free server connection, and sqlx prepares a statement and binds \
+         it in two steps that can reach two different server connections outside a \
+         transaction. Use &pool as the executor for single statements and pool.begin() for \
+         several (both are made safe); for session features (LISTEN, advisory locks, SET, \
+         temporary tables) connect directly or through PgBouncer in session mode"
+    )]
+    PgBouncerTransactionMode {
+        /// Pool name.
+        pool: String,
+    },
     /// With `nested_checkout = error`: the task calling `acquire` already
     /// holds a connection of this pool. Nested checkouts deadlock a full
     /// pool (each holder waits for a connection only another holder can
@@ -267,6 +286,7 @@ impl From<Error> for sqlx::Error {
             }
             Error::InvalidSettings(_)
             | Error::NestedCheckout { .. }
+            | Error::PgBouncerTransactionMode { .. }
             | Error::InvalidUrl { .. }
             | Error::DuplicatePoolName(_)
             | Error::UnknownPool { .. } => sqlx::Error::Configuration(Box::new(err)),

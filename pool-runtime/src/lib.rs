@@ -51,7 +51,7 @@ pub use pool::{
 pub use registry::PoolRegistry;
 pub use secret::Secret;
 pub use settings::{
-    HealthThresholds, LoadBalanceHosts, NestedCheckout, PoolClass, PoolSettings,
+    HealthThresholds, LoadBalanceHosts, NestedCheckout, PgBouncerMode, PoolClass, PoolSettings,
     PoolSettingsBuilder, ResetOnReturn, SqliteSettings, SslMode, TargetSessionAttrs,
 };
 

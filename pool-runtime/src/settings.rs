@@ -281,6 +281,48 @@ impl fmt::Display for LoadBalanceHosts {
     }
 }
 
+/// What pools the connections between the pool and PostgreSQL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PgBouncerMode {
+    /// A direct connection, or a pooler that keeps one server session per
+    /// client connection for its life.
+    #[default]
+    Off,
+    /// PgBouncer in session mode: every pooled connection holds one of
+    /// PgBouncer's server connections for its life. Nothing changes in
+    /// how statements run; the connection budget counts against
+    /// PgBouncer's pool size.
+    Session,
+    /// PgBouncer in transaction mode: a server connection per transaction.
+    /// `&Pool` statements with binds run unnamed inside `BEGIN` … `COMMIT`
+    /// (two more round trips), `Pool::begin` clears other clients'
+    /// prepared statements first, the statement cache is off, and
+    /// `Pool::acquire` is refused with [`Error::PgBouncerTransactionMode`](crate::Error::PgBouncerTransactionMode).
+    Transaction,
+}
+
+impl FromStr for PgBouncerMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_enum(
+            &table::PGBOUNCER,
+            s,
+            &[Self::Off, Self::Session, Self::Transaction],
+        )
+    }
+}
+
+impl fmt::Display for PgBouncerMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::Session => "session",
+            Self::Transaction => "transaction",
+        })
+    }
+}
+
 /// Utilization thresholds (percent of `pool_size + max_overflow` checked
 /// out) at which [`Status::health`](crate::Status) turns warning and critical.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -427,6 +469,15 @@ pub struct PoolSettings {
     /// (libpq's `load_balance_hosts`); the URL's own parameter wins as for
     /// [`target_session_attrs`](Self::target_session_attrs).
     pub load_balance_hosts: LoadBalanceHosts,
+    /// PgBouncer between the pool and PostgreSQL, and in which pool mode
+    /// (see [`PgBouncerMode`]). Session mode needs nothing; transaction
+    /// mode changes how statements run so that none spans two server
+    /// connections.
+    pub pgbouncer: PgBouncerMode,
+    /// PgBouncer's `default_pool_size` (or the pool's own `pool_size`)
+    /// for this database and user, when known: the status advice then
+    /// checks the connection budget against it.
+    pub pgbouncer_pool_size: Option<u32>,
     /// Statements cached per connection (0 disables caching).
     pub statement_cache_capacity: usize,
     /// Health thresholds for [`Status`](crate::Status).
@@ -476,6 +527,8 @@ impl PoolSettings {
             sslkey: None,
             target_session_attrs: TargetSessionAttrs::Any,
             load_balance_hosts: LoadBalanceHosts::Disable,
+            pgbouncer: PgBouncerMode::Off,
+            pgbouncer_pool_size: None,
             statement_cache_capacity: 100,
             health: HealthThresholds::default(),
             replicas: 1,
@@ -538,6 +591,12 @@ impl PoolSettings {
             pool_recycle: Some(self.pool_recycle),
             health_warning_percent: Some(self.health.warning_percent),
             health_critical_percent: Some(self.health.critical_percent),
+            pgbouncer: Some(match self.pgbouncer {
+                PgBouncerMode::Off => "off",
+                PgBouncerMode::Session => "session",
+                PgBouncerMode::Transaction => "transaction",
+            }),
+            pgbouncer_pool_size: Some(self.pgbouncer_pool_size.map(u64::from)),
         }
     }
 }
@@ -611,6 +670,10 @@ impl PoolSettingsBuilder {
         target_session_attrs: TargetSessionAttrs,
         /// See [`PoolSettings::load_balance_hosts`].
         load_balance_hosts: LoadBalanceHosts,
+        /// See [`PoolSettings::pgbouncer`].
+        pgbouncer: PgBouncerMode,
+        /// See [`PoolSettings::pgbouncer_pool_size`].
+        pgbouncer_pool_size: Option<u32>,
         /// See [`PoolSettings::statement_cache_capacity`].
         statement_cache_capacity: usize,
         /// See [`PoolSettings::health`].
@@ -687,6 +750,8 @@ mod tests {
             sslkey: _,
             target_session_attrs: _,
             load_balance_hosts: _,
+            pgbouncer: _,
+            pgbouncer_pool_size: _,
             statement_cache_capacity: _,
             health:
                 HealthThresholds {
@@ -745,6 +810,7 @@ mod tests {
             .chain(table::SSL_MODE.canonical())
             .chain(table::TARGET_SESSION_ATTRS.canonical())
             .chain(table::LOAD_BALANCE_HOSTS.canonical())
+            .chain(table::PGBOUNCER.canonical())
             .map(str::to_owned)
             .collect();
         let parsed: Vec<String> = table::POOL_CLASS
@@ -774,6 +840,11 @@ mod tests {
                 table::LOAD_BALANCE_HOSTS
                     .canonical()
                     .map(|c| c.parse::<LoadBalanceHosts>().unwrap().to_string()),
+            )
+            .chain(
+                table::PGBOUNCER
+                    .canonical()
+                    .map(|c| c.parse::<PgBouncerMode>().unwrap().to_string()),
             )
             .collect();
         assert_eq!(all, parsed);

@@ -29,6 +29,10 @@ pub struct Values<'a> {
     pub health_warning_percent: Option<f64>,
     /// `health_critical_percent`.
     pub health_critical_percent: Option<f64>,
+    /// `pgbouncer`, as config text.
+    pub pgbouncer: Option<&'a str>,
+    /// `pgbouncer_pool_size` (`Some(None)`: off).
+    pub pgbouncer_pool_size: Option<Option<u64>>,
 }
 
 /// One problem: which settings it involves (the one to change first) and
@@ -126,6 +130,26 @@ pub fn check(v: &Values<'_>) -> Vec<Problem> {
             "0 <= warning <= critical <= 100",
         );
     }
+    let behind_pgbouncer = v
+        .pgbouncer
+        .is_some_and(|t| crate::table::PGBOUNCER.parse(t).is_some_and(|i| i > 0));
+    if behind_pgbouncer && v.url.is_some_and(|u| u.trim_start().starts_with("sqlite:")) {
+        push(
+            &["pgbouncer", "url"],
+            format!(
+                "pgbouncer is {} but the URL is a SQLite database",
+                v.pgbouncer.unwrap_or_default()
+            ),
+            "off for SQLite (PgBouncer pools PostgreSQL connections)",
+        );
+    }
+    if v.pgbouncer_pool_size == Some(Some(0)) {
+        push(
+            &["pgbouncer_pool_size"],
+            "must be at least 1".to_owned(),
+            "at least 1, or off",
+        );
+    }
     out
 }
 
@@ -156,6 +180,8 @@ mod tests {
             pool_recycle: Some(Some(Duration::ZERO)),
             health_warning_percent: Some(95.0),
             health_critical_percent: Some(90.0),
+            pgbouncer: Some("Transaction"),
+            pgbouncer_pool_size: Some(Some(0)),
         };
         let named: Vec<_> = check(&v).iter().map(Problem::setting).collect();
         assert_eq!(
@@ -168,7 +194,8 @@ mod tests {
                 "pool_recycle",
                 "connect_timeout",
                 "network_timeout",
-                "health_warning_percent"
+                "health_warning_percent",
+                "pgbouncer_pool_size"
             ]
         );
         let off = Values {
@@ -178,5 +205,24 @@ mod tests {
             ..Values::default()
         };
         assert_eq!(check(&off).len(), 1, "NaN is inconsistent, off is fine");
+    }
+
+    #[test]
+    fn pgbouncer_is_for_postgres() {
+        let v = Values {
+            url: Some("sqlite://app.db"),
+            pgbouncer: Some("Transaction"),
+            ..Values::default()
+        };
+        assert_eq!(
+            check(&v)[0].to_string(),
+            "pgbouncer: pgbouncer is Transaction but the URL is a SQLite database \
+             (expected off for SQLite (PgBouncer pools PostgreSQL connections))"
+        );
+        let off = Values {
+            pgbouncer: Some("off"),
+            ..v
+        };
+        assert!(check(&off).is_empty());
     }
 }

@@ -134,6 +134,13 @@ pub const LOAD_BALANCE_HOSTS: EnumSpec = EnumSpec {
     variants: &[&["disable"], &["random"]],
 };
 
+/// `PgBouncerMode`: what pools the pool's connections between it and
+/// PostgreSQL.
+pub const PGBOUNCER: EnumSpec = EnumSpec {
+    name: "PgBouncerMode",
+    variants: &[&["off", "direct"], &["session"], &["transaction"]],
+};
+
 /// Whether `text` spells the null pool class.
 pub fn is_null_pool(text: &str) -> bool {
     POOL_CLASS.parse(text) == Some(1)
@@ -147,6 +154,7 @@ pub const ENUMS: &[&EnumSpec] = &[
     &SSL_MODE,
     &TARGET_SESSION_ATTRS,
     &LOAD_BALANCE_HOSTS,
+    &PGBOUNCER,
 ];
 
 const fn s(
@@ -391,6 +399,23 @@ pub const SETTINGS: &[Setting] = &[
         Kind::Enum(&LOAD_BALANCE_HOSTS),
         "disable",
         "Hosts of a multi-host PostgreSQL URL are tried in order (disable) or shuffled for each connect (random); the URL's own parameter wins.",
+    ),
+    s(
+        "pgbouncer",
+        &["pgbouncer"],
+        Kind::Enum(&PGBOUNCER),
+        "off",
+        "PgBouncer between the pool and PostgreSQL: off (a direct connection), session, or transaction (statements run unnamed inside a transaction, `acquire` is refused, the statement cache is off).",
+    ),
+    ranged(
+        s(
+            "pgbouncer_pool_size",
+            &["pgbouncer_pool_size"],
+            Kind::OptCount,
+            "",
+            "PgBouncer's pool_size for this database and user, for the connection budget in status advice; off when unknown.",
+        ),
+        "at least 1, or off",
     ),
     s(
         "statement_cache_capacity",

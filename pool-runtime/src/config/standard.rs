@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::{
-    LoadBalanceHosts, NestedCheckout, PoolClass, ResetOnReturn, Secret, SslMode, TargetSessionAttrs,
+    LoadBalanceHosts, NestedCheckout, PgBouncerMode, PoolClass, ResetOnReturn, Secret, SslMode,
+    TargetSessionAttrs,
 };
 
 /// The common pool settings under `DB_`, with SQLAlchemy's names and
@@ -93,4 +94,9 @@ pub struct StandardPoolConfig {
     /// Order in which the hosts of a multi-host URL are tried: disable (as written) or random; the URL's own load_balance_hosts wins.
     #[pool(default = "disable")]
     pub load_balance_hosts: LoadBalanceHosts,
+    /// PgBouncer between the pool and PostgreSQL: off (direct), session, or transaction (statements run unnamed inside a transaction; acquire is refused).
+    #[pool(default = "off")]
+    pub pgbouncer: PgBouncerMode,
+    /// PgBouncer's pool_size for this database and user, for the connection budget in status advice; off when unknown.
+    pub pgbouncer_pool_size: Option<u32>,
 }

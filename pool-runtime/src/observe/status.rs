@@ -7,7 +7,7 @@ use std::time::Duration;
 pub use super::signals::DatabaseStatus;
 pub use super::wait::WaitSummary;
 use crate::backend::ServerLimits;
-use crate::{PoolClass, PoolSettings};
+use crate::{PgBouncerMode, PoolClass, PoolSettings};
 
 /// Why a connection was closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -156,6 +156,11 @@ pub struct Totals {
     /// (`nested_checkout` warn or error; every one, not only those warned
     /// about).
     pub nested_checkouts: u64,
+    /// Statements that failed because a prepared statement of sqlx's
+    /// naming already existed or had vanished on the server (SQLSTATE
+    /// 42P05, 26000): the sign of a server connection shared between
+    /// clients, as behind PgBouncer in transaction mode.
+    pub statement_clashes: u64,
 }
 
 /// Overall judgement of a pool's state; [`Status::health_reasons`] says
@@ -258,6 +263,7 @@ pub struct OldestCheckout {
 }
 
 /// The raw counts `Status` is computed from.
+#[derive(Clone)]
 pub(crate) struct Counts {
     pub open: u32,
     pub idle: u32,
@@ -448,20 +454,73 @@ impl Status {
                     ));
                 }
             }
-            if let Some(max) = server.max_connections {
-                let wanted = u64::from(capacity) * u64::from(settings.replicas.max(1));
-                if wanted > u64::from(max) {
-                    advice.push(format!(
-                        "pool_size + max_overflow = {capacity} across {} replica(s) needs {wanted} \
-                         connections but the server allows {max}: lower pool_size or max_overflow \
-                         to at most {} per replica",
-                        settings.replicas.max(1),
-                        u64::from(max) / u64::from(settings.replicas.max(1))
-                    ));
-                }
+            if let Some(line) = budget(settings, capacity, server.max_connections) {
+                advice.push(line);
             }
+        } else if let Some(line) = budget(settings, capacity, None) {
+            advice.push(line);
+        }
+        if self.totals.statement_clashes > 0 && settings.pgbouncer != PgBouncerMode::Transaction {
+            advice.push(format!(
+                "{} statement(s) failed on a prepared statement that already existed or had \
+                 vanished (SQLSTATE 42P05 or 26000): the server connections are shared between \
+                 clients, as behind PgBouncer in transaction mode; set pgbouncer = transaction",
+                self.totals.statement_clashes
+            ));
         }
         advice
+    }
+}
+
+/// The connection budget: what this pool's connections, across
+/// `replicas` copies of the service, ask of PgBouncer and of the server,
+/// or `None` when it fits (or nothing is known to compare with).
+fn budget(settings: &PoolSettings, capacity: u32, max_connections: Option<u32>) -> Option<String> {
+    let replicas = settings.replicas.max(1);
+    let wanted = u64::from(capacity) * u64::from(replicas);
+    let bouncer = settings.pgbouncer_pool_size.map(u64::from);
+    let max = max_connections.map(u64::from);
+    match (settings.pgbouncer, bouncer, max) {
+        // PgBouncer's server connections are what the server sees.
+        (PgBouncerMode::Session | PgBouncerMode::Transaction, Some(pool), Some(max))
+            if pool > max =>
+        {
+            Some(format!(
+                "PgBouncer's pool_size {pool} (pgbouncer_pool_size) is above the server's \
+                 max_connections {max}: PgBouncer will fail to open server connections; lower \
+                 it to at most {max}, counting every other database and user it serves"
+            ))
+        }
+        // Each pooled connection holds one of PgBouncer's for its life.
+        (PgBouncerMode::Session, Some(pool), _) if wanted > pool => Some(format!(
+            "pool_size + max_overflow = {capacity} across {replicas} replica(s) holds up to \
+             {wanted} PgBouncer server connections in session mode, but its pool_size is \
+             {pool}: the rest wait inside PgBouncer (query_wait_timeout), where pool_timeout \
+             cannot see them; raise PgBouncer's pool_size or lower max_overflow to at most {} \
+             per replica",
+            pool / u64::from(replicas)
+        )),
+        // In transaction mode our connections are PgBouncer's clients.
+        (PgBouncerMode::Transaction, ..) => None,
+        (PgBouncerMode::Session, ..) => None,
+        (PgBouncerMode::Off, _, Some(max)) if wanted > max => {
+            let multi = crate::hosts::url::HostList::parse(settings.url.expose())
+                .ok()
+                .flatten()
+                .is_some_and(|hosts| hosts.is_multi());
+            let every = if multi {
+                " (on every host of the URL: after a failover they all reach one)"
+            } else {
+                ""
+            };
+            Some(format!(
+                "pool_size + max_overflow = {capacity} across {replicas} replica(s) needs \
+                 {wanted} connections but the server allows {max}{every}: lower pool_size or \
+                 max_overflow to at most {} per replica",
+                max / u64::from(replicas)
+            ))
+        }
+        (PgBouncerMode::Off, ..) => None,
     }
 }
 
@@ -545,12 +604,58 @@ mod tests {
             max_connections: Some(30),
             idle_session_timeout: None,
         });
-        let status = Status::compute(&s, c);
+        let status = Status::compute(&s, c.clone());
         let advice = status.recommendations.join("\n");
         assert!(
             advice.contains("needs 40 connections but the server allows 30"),
             "{advice}"
         );
         assert!(advice.contains("at most 7 per replica"), "{advice}");
+        s.url = "postgres://x@h1,h2/db".into();
+        let advice = Status::compute(&s, c.clone()).recommendations.join("\n");
+        assert!(advice.contains("on every host of the URL"), "{advice}");
+    }
+
+    /// Behind PgBouncer the budget is PgBouncer's: in session mode each
+    /// pooled connection holds one of its server connections; in either
+    /// mode its pool must fit the server.
+    #[test]
+    fn the_budget_behind_pgbouncer_is_its_pool_size() {
+        let mut s = settings();
+        s.replicas = 4;
+        s.pgbouncer = PgBouncerMode::Session;
+        s.pgbouncer_pool_size = Some(25);
+        let mut c = counts(0, 0);
+        c.server = Some(ServerLimits {
+            max_connections: Some(100),
+            idle_session_timeout: None,
+        });
+        let advice = Status::compute(&s, c.clone()).recommendations.join("\n");
+        assert!(
+            advice.contains("holds up to 40 PgBouncer server connections in session mode, but its pool_size is 25")
+                && advice.contains("at most 6 per replica"),
+            "{advice}"
+        );
+        s.pgbouncer = PgBouncerMode::Transaction;
+        let advice = Status::compute(&s, c.clone()).recommendations.join("\n");
+        assert!(
+            advice.is_empty(),
+            "40 clients over 25 server connections is the point: {advice}"
+        );
+        s.pgbouncer_pool_size = Some(150);
+        let advice = Status::compute(&s, c.clone()).recommendations.join("\n");
+        assert!(
+            advice.contains("PgBouncer's pool_size 150 (pgbouncer_pool_size) is above the server's max_connections 100"),
+            "{advice}"
+        );
+    }
+
+    #[test]
+    fn statement_clashes_point_at_pgbouncer_transaction_mode() {
+        let s = settings();
+        let mut c = counts(0, 0);
+        c.totals.statement_clashes = 3;
+        let advice = Status::compute(&s, c).recommendations.join("\n");
+        assert!(advice.contains("set pgbouncer = transaction"), "{advice}");
     }
 }

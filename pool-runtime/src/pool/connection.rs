@@ -135,6 +135,11 @@ impl<DB: Backend> PooledConnection<DB> {
             _ => false,
         };
         let read_only = code.as_deref() == Some("25006");
+        if matches!(code.as_deref(), Some("42P05" | "26000"))
+            && self.shared.settings.pgbouncer != crate::PgBouncerMode::Transaction
+        {
+            self.statement_clash(error);
+        }
         if gone {
             self.discard.get_or_insert(CloseReason::Discarded);
             let now = std::time::Instant::now();
@@ -155,6 +160,26 @@ impl<DB: Backend> PooledConnection<DB> {
             }
         }
         gone
+    }
+
+    /// sqlx's own prepared statement clashed with the server's: once per
+    /// pool, say what it most likely means.
+    fn statement_clash(&self, error: &sqlx::Error) {
+        let first = {
+            let mut st = self.shared.lock();
+            st.totals.statement_clashes += 1;
+            st.totals.statement_clashes == 1
+        };
+        if first {
+            tracing::error!(
+                target: "pool_runtime::events",
+                pool = %self.shared.settings.name,
+                error = %crate::error::sqlx_text(error),
+                "a prepared statement clashed with another client's: the server connection is \
+                 shared between clients, as behind PgBouncer in transaction mode; set \
+                 pgbouncer = transaction"
+            );
+        }
     }
 
     pub(crate) fn keep(&mut self) {

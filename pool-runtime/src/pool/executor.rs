@@ -1,6 +1,12 @@
 //! `&Pool` as an sqlx `Executor`: each call checks out a connection for the
 //! duration of that one query, like sqlx's own `&Pool`.
 //!
+//! With `pgbouncer = transaction`, a statement with binds runs unnamed
+//! inside [`PINNED_BEGIN`] … `COMMIT`: sqlx prepares, waits for the server
+//! (a Sync), then binds, and outside a transaction PgBouncer may give the
+//! second half another server connection. Statements without binds use the
+//! simple protocol, one message, and run as they are.
+//!
 //! The method set includes the hidden `describe` (sqlx-core's `offline`
 //! feature, which sqlx's `macros` feature turns on for the whole build), so
 //! `query!` users and everyone else see the same trait.
@@ -8,11 +14,85 @@
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
+use sqlx::error::BoxDynError;
 use sqlx::{Database, Either, Execute, Executor};
 use sqlx_core::sql_str::SqlStr;
+use sqlx_core::transaction::TransactionManager;
 
-use super::Pool;
-use crate::Backend;
+use super::{Pool, PooledConnection};
+use crate::{Backend, PgBouncerMode};
+
+/// How a transaction starts behind PgBouncer in transaction mode: the
+/// server connection it gets may hold statements another client prepared
+/// and never closed (sqlx names them `sqlx_s_1`, `sqlx_s_2`, … per client,
+/// so ours would clash with theirs: "prepared statement "sqlx_s_1" already
+/// exists"). Sent as one simple query, both run on the same server
+/// connection. Found by `pgbouncer::transaction_mode_mixed_workload`.
+pub(crate) const PINNED_BEGIN: &str = "BEGIN; DEALLOCATE ALL";
+
+/// A query whose arguments were taken to see whether it has any, run as
+/// the unnamed statement (never cached, nothing left on the server).
+struct Unnamed<E, A> {
+    query: E,
+    arguments: Option<Result<Option<A>, BoxDynError>>,
+}
+
+impl<'q, DB: Database, E: Execute<'q, DB>> Execute<'q, DB> for Unnamed<E, DB::Arguments> {
+    fn sql(self) -> SqlStr {
+        self.query.sql()
+    }
+    fn statement(&self) -> Option<&DB::Statement> {
+        self.query.statement()
+    }
+    fn take_arguments(&mut self) -> Result<Option<DB::Arguments>, BoxDynError> {
+        self.arguments.take().unwrap_or(Ok(None))
+    }
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
+/// With `pgbouncer = transaction`: `Some(query)` to run unnamed, and
+/// whether it needs a transaction around it (it has binds). `None`: run
+/// `query` as it is.
+fn pinned<'q, DB: Backend, E: Execute<'q, DB>>(
+    pool: &Pool<DB>,
+    query: E,
+) -> Result<(Unnamed<E, DB::Arguments>, bool), E> {
+    if pool.shared.settings.pgbouncer != PgBouncerMode::Transaction {
+        return Err(query);
+    }
+    let mut query = query;
+    let arguments = query.take_arguments();
+    let binds = !matches!(arguments, Ok(None));
+    Ok((
+        Unnamed {
+            query,
+            arguments: Some(arguments),
+        },
+        binds,
+    ))
+}
+
+/// Begins the transaction a pinned statement runs in.
+pub(crate) async fn begin_pinned<DB: Backend>(
+    conn: &mut PooledConnection<DB>,
+) -> Result<(), sqlx::Error> {
+    let result = DB::TransactionManager::begin(conn, Some(SqlStr::from_static(PINNED_BEGIN))).await;
+    if let Err(error) = &result {
+        conn.report_error(error);
+    }
+    result
+}
+
+/// Commits the transaction a pinned statement ran in.
+async fn commit_pinned<DB: Backend>(conn: &mut PooledConnection<DB>) -> Result<(), sqlx::Error> {
+    let result = DB::TransactionManager::commit(conn).await;
+    if let Err(error) = &result {
+        conn.report_error(error);
+    }
+    result
+}
 
 impl<'p, DB: Backend> Executor<'p> for &'_ Pool<DB>
 where
@@ -27,7 +107,11 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        let acquire = self.acquire();
+        let acquire = self.checkout();
+        let query = match pinned(self, query) {
+            Ok((unnamed, binds)) => return fetch_many_pinned(acquire, unnamed, binds),
+            Err(query) => query,
+        };
         Box::pin(
             async_stream::try_stream! {
                 let mut conn = acquire.await?;
@@ -58,7 +142,27 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        let acquire = self.acquire();
+        let acquire = self.checkout();
+        let query = match pinned(self, query) {
+            Ok((unnamed, binds)) => {
+                return Box::pin(async move {
+                    let mut conn = acquire.await?;
+                    if binds {
+                        begin_pinned(&mut conn).await?;
+                    }
+                    let result = conn.fetch_optional(unnamed).await;
+                    match &result {
+                        Err(error) => {
+                            conn.report_error(error);
+                        }
+                        Ok(_) if binds => commit_pinned(&mut conn).await?,
+                        Ok(_) => {}
+                    }
+                    result
+                });
+            }
+            Err(query) => query,
+        };
         Box::pin(async move {
             let mut conn = acquire.await?;
             let result = conn.fetch_optional(query).await;
@@ -77,10 +181,17 @@ where
     where
         'p: 'e,
     {
-        let acquire = self.acquire();
+        let acquire = self.checkout();
+        let pinned = self.shared.settings.pgbouncer == PgBouncerMode::Transaction;
         Box::pin(async move {
             let mut conn = acquire.await?;
+            if pinned {
+                begin_pinned(&mut conn).await?;
+            }
             let result = conn.prepare_with(sql, parameters).await;
+            if pinned && result.is_ok() {
+                commit_pinned(&mut conn).await?;
+            }
             if let Err(error) = &result {
                 conn.report_error(error);
             }
@@ -93,14 +204,63 @@ where
         self,
         sql: SqlStr,
     ) -> BoxFuture<'e, Result<sqlx_core::describe::Describe<DB>, sqlx::Error>> {
-        let acquire = self.acquire();
+        let acquire = self.checkout();
+        let pinned = self.shared.settings.pgbouncer == PgBouncerMode::Transaction;
         Box::pin(async move {
             let mut conn = acquire.await?;
+            if pinned {
+                begin_pinned(&mut conn).await?;
+            }
             let result = conn.describe(sql).await;
+            if pinned && result.is_ok() {
+                commit_pinned(&mut conn).await?;
+            }
             if let Err(error) = &result {
                 conn.report_error(error);
             }
             result
         })
     }
+}
+
+/// `fetch_many` of a pinned statement: in a transaction when it has binds.
+fn fetch_many_pinned<'e, 'q: 'e, DB, E>(
+    acquire: impl std::future::Future<Output = Result<PooledConnection<DB>, crate::Error>>
+    + Send
+    + 'static,
+    query: Unnamed<E, DB::Arguments>,
+    binds: bool,
+) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+where
+    DB: Backend,
+    E: 'q + Execute<'q, DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    Box::pin(
+        async_stream::try_stream! {
+            let mut conn = acquire.await?;
+            if binds {
+                begin_pinned(&mut conn).await?;
+            }
+            let failed = {
+                let mut rows = conn.fetch_many(query);
+                loop {
+                    match rows.try_next().await {
+                        Ok(Some(row)) => yield row,
+                        Ok(None) => break None,
+                        Err(error) => break Some(error),
+                    }
+                }
+            };
+            if let Some(error) = failed {
+                // The open transaction is rolled back on return.
+                conn.report_error(&error);
+                Err(error)?;
+            }
+            if binds {
+                commit_pinned(&mut conn).await?;
+            }
+        }
+        .boxed(),
+    )
 }

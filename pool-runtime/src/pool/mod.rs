@@ -29,7 +29,7 @@ pub use hooks::{ConnectionInfo, Hook, HookError, HookFuture};
 use shared::Shared;
 pub use transaction::Transaction;
 
-use crate::{Backend, CloseReason, Error, PoolSettings, Status};
+use crate::{Backend, CloseReason, Error, PgBouncerMode, PoolSettings, Status};
 
 /// A pool of sqlx connections with QueuePool semantics.
 ///
@@ -168,8 +168,28 @@ impl<DB: Backend> Pool<DB> {
     ///
     /// The call site is recorded (`#[track_caller]`) for leak reports and
     /// timeout errors. Cancel-safe: dropping the future leaks nothing.
+    ///
+    /// With `pgbouncer = transaction` it fails with
+    /// [`Error::PgBouncerTransactionMode`]: a held connection's statements
+    /// could span two server connections. Use `&pool` and
+    /// [`begin`](Self::begin) there.
     #[track_caller]
     pub fn acquire(
+        &self,
+    ) -> impl Future<Output = Result<PooledConnection<DB>, Error>> + Send + 'static {
+        use futures_util::future::{Either, ready};
+        if self.shared.settings.pgbouncer == PgBouncerMode::Transaction {
+            return Either::Left(ready(Err(Error::PgBouncerTransactionMode {
+                pool: self.shared.settings.name.clone(),
+            })));
+        }
+        Either::Right(self.checkout())
+    }
+
+    /// `acquire` for the pool's own uses (`&Pool`, `begin`), which are
+    /// safe behind PgBouncer in transaction mode.
+    #[track_caller]
+    pub(crate) fn checkout(
         &self,
     ) -> impl Future<Output = Result<PooledConnection<DB>, Error>> + Send + 'static {
         let site = Location::caller();
@@ -185,7 +205,7 @@ impl<DB: Backend> Pool<DB> {
     /// (which rolls back).
     #[track_caller]
     pub fn begin(&self) -> impl Future<Output = Result<Transaction<DB>, Error>> + Send + 'static {
-        let acquire = self.acquire();
+        let acquire = self.checkout();
         async move { Transaction::begin(acquire.await?).await }
     }
 

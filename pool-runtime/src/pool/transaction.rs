@@ -12,6 +12,11 @@ use crate::{Backend, Error};
 /// `&mut *tx` is an executor. Commit or roll back explicitly; a transaction
 /// dropped without either is rolled back before its connection is reused.
 ///
+/// Behind PgBouncer in transaction mode (`pgbouncer = transaction`) the
+/// whole transaction stays on one server connection, so every statement
+/// in it works as sqlx sends it; it begins by closing the statements other
+/// clients left on that connection.
+///
 /// ```no_run
 /// # async fn demo(pool: pool_runtime::Pool<sqlx::Postgres>) -> Result<(), pool_runtime::Error> {
 /// let mut tx = pool.begin().await?;
@@ -34,7 +39,9 @@ impl<DB: Backend> Transaction<DB> {
         // silently never commit. Such a connection is closed, not reused
         // (found by `faults_cancel::a_begin_cancelled_in_flight_does_not_poison_the_next_user`).
         conn.discard_as(crate::CloseReason::Discarded);
-        if let Err(error) = DB::TransactionManager::begin(&mut conn, None).await {
+        if conn.pool().settings.pgbouncer == crate::PgBouncerMode::Transaction {
+            super::executor::begin_pinned(&mut conn).await?;
+        } else if let Err(error) = DB::TransactionManager::begin(&mut conn, None).await {
             conn.report_error(&error);
             return Err(error.into());
         }

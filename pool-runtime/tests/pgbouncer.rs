@@ -170,11 +170,12 @@ macro_rules! mixed_op {
                             .await
                             .map_err(|e| e.to_string())?;
                     }
-                    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE name = $1")
-                        .bind(&name)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let seen: i64 =
+                        sqlx::query_scalar("SELECT count(*) FROM items WHERE name = $1")
+                            .bind(&name)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(|e| e.to_string())?;
                     tx.commit().await.map_err(|e| e.to_string())?;
                     if seen != 2 {
                         return Err(format!("saw {seen} rows of 2 in its own transaction"));
@@ -199,7 +200,8 @@ macro_rules! mixed_op {
                         .fetch_one(&mut *tx)
                         .await;
                     match failed {
-                        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("22012") => {}
+                        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("22012") => {
+                        }
                         other => return Err(format!("expected division_by_zero, got {other:?}")),
                     }
                     tx.rollback().await.map_err(|e| e.to_string())?;
@@ -380,7 +382,10 @@ async fn the_same_workload_through_sqlx_pool_fails() {
     for task in tasks {
         task.await.unwrap();
     }
-    eprintln!("sqlx::PgPool, PgBouncer transaction mode: {}", tally.report());
+    eprintln!(
+        "sqlx::PgPool, PgBouncer transaction mode: {}",
+        tally.report()
+    );
     let errors = tally.errors.lock().unwrap();
     let clashes: u64 = errors
         .iter()
@@ -459,7 +464,10 @@ async fn acquire_is_refused_in_transaction_mode_with_the_reason() {
     .await
     .unwrap();
     let err = pool.acquire().await.unwrap_err();
-    assert!(matches!(err, Error::PgBouncerTransactionMode { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::PgBouncerTransactionMode { .. }),
+        "{err:?}"
+    );
     let text = err.to_string();
     for part in [
         "pool \"refused\": acquire is refused because pgbouncer = transaction",

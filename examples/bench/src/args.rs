@@ -17,8 +17,10 @@ started by pool-testkit and prints queries/s with ratios.
   --oversub-secs S   measured time of one oversubscription run (default 3.0)
   --only LIST        workloads to run: acquire,select,oversub (default all)
 
-Other modes: --sqlite [SECS [ROUNDS]] (SQLite writes), --http --help (the
-service under wrk, run through scripts/bench-http.sh), --profile (callgrind).";
+Other modes: --sqlite [SECS [ROUNDS]] (SQLite writes), --pgbouncer [SECS
+[ROUNDS]] (SELECT 1 through PgBouncer's session and transaction modes),
+--http --help (the service under wrk, run through scripts/bench-http.sh),
+--profile (callgrind).";
 
 #[derive(Clone, Debug)]
 pub struct Options {

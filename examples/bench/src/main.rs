@@ -9,6 +9,7 @@
 //! cargo run --release -p pool-bench -- --smoke # 1-2 s, for CI
 //! cargo run --release -p pool-bench -- --help
 //! cargo run --release -p pool-bench -- --sqlite # SQLite writes (sqlite.rs)
+//! cargo run --release -p pool-bench -- --pgbouncer # through PgBouncer (pgbouncer.rs)
 //! bash scripts/bench-http.sh                    # the service under wrk (http.rs)
 //! ```
 
@@ -17,6 +18,7 @@ mod contender;
 mod http;
 mod machine;
 mod oversub;
+mod pgbouncer;
 mod profile;
 mod report;
 mod run;
@@ -45,6 +47,13 @@ fn main() {
     }
     if args.first().is_some_and(|a| a == "--http") {
         if let Err(e) = http::run(&args[1..]) {
+            eprintln!("bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if args.first().is_some_and(|a| a == "--pgbouncer") {
+        if let Err(e) = pgbouncer::run(&args[1..]) {
             eprintln!("bench: {e}");
             std::process::exit(1);
         }

@@ -145,7 +145,34 @@ pub enum Error {
     },
     /// An error from the database while using a connection.
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+/// Our own errors come back out of the sqlx errors `&Pool` had to carry
+/// them in (see `From<Error> for sqlx::Error`), so `?` from
+/// `fetch_one(&pool)` into this type still tells a timeout from a database
+/// error. Found when the example service's handlers moved to `&Pool`: an
+/// exhausted pool answered 500 "database error" instead of 503.
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<Error>()) => {
+                let kind = io.kind();
+                match io.into_inner().map(|inner| inner.downcast::<Error>()) {
+                    Some(Ok(ours)) => *ours,
+                    Some(Err(other)) => Error::Database(std::io::Error::new(kind, other).into()),
+                    None => Error::Database(std::io::Error::from(kind).into()),
+                }
+            }
+            sqlx::Error::Configuration(inner) if inner.is::<Error>() => {
+                match inner.downcast::<Error>() {
+                    Ok(ours) => *ours,
+                    Err(other) => Error::Database(sqlx::Error::Configuration(other)),
+                }
+            }
+            err => Error::Database(err),
+        }
+    }
 }
 
 /// The problems [`Error::InvalidSettings`] carries, one sentence each.
@@ -350,4 +377,45 @@ pub(crate) fn sqlx_text(err: &sqlx::Error) -> String {
         }
     }
     err.to_string()
+}
+
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+
+    /// `fetch_one(&pool)` returns sqlx's error type; converted back, a
+    /// timeout is a timeout again, and a database error stays one.
+    #[test]
+    fn our_errors_survive_a_trip_through_sqlx_error() {
+        let closed: sqlx::Error = Error::Closed("p".into()).into();
+        assert!(matches!(
+            Error::from(closed),
+            Error::Database(sqlx::Error::PoolClosed)
+        ));
+        let refused: sqlx::Error = Error::PgBouncerTransactionMode { pool: "p".into() }.into();
+        assert!(matches!(
+            Error::from(refused),
+            Error::PgBouncerTransactionMode { .. }
+        ));
+        let timeout = Error::Timeout(Box::new(TimeoutError {
+            pool: "p".into(),
+            size: 1,
+            max_overflow: 0,
+            checked_out: 1,
+            idle: 0,
+            connecting: 0,
+            waiting: 0,
+            waited: Duration::from_millis(5),
+            timeout: Duration::from_millis(5),
+            oldest_holder: None,
+            nested: None,
+        }));
+        let as_sqlx: sqlx::Error = timeout.into();
+        assert!(Error::from(as_sqlx).is_timeout());
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(matches!(
+            Error::from(io),
+            Error::Database(sqlx::Error::Io(_))
+        ));
+    }
 }

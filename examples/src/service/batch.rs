@@ -51,11 +51,7 @@ async fn write_batches<DB: Store>(pool: Pool<DB>, mut pending: mpsc::Receiver<Pe
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let items: Vec<&NewItem> = batch.iter().map(|p| &p.item).collect();
-        let written = async {
-            let mut conn = pool.acquire().await?;
-            Ok::<_, ApiError>(DB::insert_many(&mut conn, &items).await?)
-        }
-        .await;
+        let written = DB::insert_many(&pool, &items).await.map_err(ApiError::from);
         match written {
             Ok(rows) => {
                 for (waiting, row) in batch.drain(..).zip(rows) {

@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pool_runtime::{LoadBalanceHosts, PoolConfig, Secret, SslMode, TargetSessionAttrs};
+use pool_runtime::{
+    LoadBalanceHosts, PgBouncerMode, PoolConfig, Secret, SslMode, TargetSessionAttrs,
+};
 
 /// The example items service: its database pool and where it listens.
 #[derive(PoolConfig, Debug)]
@@ -67,6 +69,11 @@ pub struct ServiceConfig {
     /// Order in which the hosts of a multi-host DATABASE_URL are tried: disable (as written) or random.
     #[pool(default = "disable")]
     pub load_balance_hosts: LoadBalanceHosts,
+    /// PgBouncer between the service and PostgreSQL: off (direct), session, or transaction (statements run so that none spans two server connections).
+    #[pool(default = "off")]
+    pub pgbouncer: PgBouncerMode,
+    /// PgBouncer's pool_size for this database and user, so /health/db_pool's advice checks the connection budget against it; off when unknown.
+    pub pgbouncer_pool_size: Option<u32>,
     /// SQLite: one writer connection (writes) and pool_size read-only ones (GET requests), so writes queue in the pool instead of in SQLite's busy handler; false: one pool for everything.
     #[pool(default = true)]
     pub sqlite_single_writer: bool,

@@ -61,8 +61,7 @@ async fn list<DB: Store>(
     }
     // Reads go to the read-only connections of a SQLite file (one writer,
     // many readers); on PostgreSQL `reader()` is the pool itself.
-    let mut conn = app.pool.reader().acquire().await?;
-    Ok(Json(DB::list(&mut conn, limit).await?))
+    Ok(Json(DB::list(&app.pool.reader(), limit).await?))
 }
 
 async fn create<DB: Store>(
@@ -74,10 +73,7 @@ async fn create<DB: Store>(
     let item = match &app.inserts {
         // One writer: queued with other creates, written in one statement.
         Some(inserts) => inserts.insert(new).await?,
-        None => {
-            let mut conn = app.pool.acquire().await?;
-            DB::insert(&mut conn, &new).await?
-        }
+        None => DB::insert(&app.pool, &new).await?,
     };
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/items/{}", item.id)) {
@@ -91,8 +87,7 @@ async fn read<DB: Store>(
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<Item>, ApiError> {
     let Path(id) = id?;
-    let mut conn = app.pool.reader().acquire().await?;
-    DB::get(&mut conn, id)
+    DB::get(&app.pool.reader(), id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("item"))
@@ -106,8 +101,7 @@ async fn replace<DB: Store>(
     let Path(id) = id?;
     let Json(new) = body?;
     validate(&new)?;
-    let mut conn = app.pool.acquire().await?;
-    DB::update(&mut conn, id, &new)
+    DB::update(&app.pool, id, &new)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("item"))
@@ -118,8 +112,7 @@ async fn remove<DB: Store>(
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path(id) = id?;
-    let mut conn = app.pool.acquire().await?;
-    if DB::delete(&mut conn, id).await? {
+    if DB::delete(&app.pool, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("item"))

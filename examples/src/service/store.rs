@@ -1,7 +1,9 @@
 //! The `items` table on either backend. SQL is written once, with `$1`
 //! placeholders that both SQLite and PostgreSQL accept; only the schema
-//! differs. Functions take a checked-out connection so the handlers own
-//! the `acquire` call sites (which leak reports and timeouts name).
+//! differs. Each function is one statement on `&Pool` (or its reader): the
+//! connection is held for that statement only, and the same code is
+//! correct directly and behind PgBouncer in transaction mode, where
+//! holding a connection is refused (`APP_DB_PGBOUNCER=transaction`).
 
 use std::future::Future;
 
@@ -32,31 +34,29 @@ pub trait Store: Backend {
 
     fn create_table(pool: &Pool<Self>) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     fn list(
-        conn: &mut Self::Connection,
+        pool: &Pool<Self>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<Item>, sqlx::Error>> + Send;
     fn get(
-        conn: &mut Self::Connection,
+        pool: &Pool<Self>,
         id: i64,
     ) -> impl Future<Output = Result<Option<Item>, sqlx::Error>> + Send;
     fn insert(
-        conn: &mut Self::Connection,
+        pool: &Pool<Self>,
         item: &NewItem,
     ) -> impl Future<Output = Result<Item, sqlx::Error>> + Send;
     /// Inserts `items` in one statement; the stored rows in `items`' order.
     fn insert_many(
-        conn: &mut Self::Connection,
+        pool: &Pool<Self>,
         items: &[&NewItem],
     ) -> impl Future<Output = Result<Vec<Item>, sqlx::Error>> + Send;
     fn update(
-        conn: &mut Self::Connection,
+        pool: &Pool<Self>,
         id: i64,
         item: &NewItem,
     ) -> impl Future<Output = Result<Option<Item>, sqlx::Error>> + Send;
-    fn delete(
-        conn: &mut Self::Connection,
-        id: i64,
-    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+    fn delete(pool: &Pool<Self>, id: i64)
+    -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
 }
 
 /// One implementation body for both backends: generic sqlx code would need
@@ -70,32 +70,32 @@ macro_rules! store {
                 sqlx::query(Self::SCHEMA).execute(pool).await.map(drop)
             }
 
-            async fn list(conn: &mut Self::Connection, limit: i64) -> Result<Vec<Item>, sqlx::Error> {
+            async fn list(pool: &Pool<Self>, limit: i64) -> Result<Vec<Item>, sqlx::Error> {
                 sqlx::query_as("SELECT id, name, quantity FROM items ORDER BY id LIMIT $1")
                     .bind(limit)
-                    .fetch_all(&mut *conn)
+                    .fetch_all(pool)
                     .await
             }
 
-            async fn get(conn: &mut Self::Connection, id: i64) -> Result<Option<Item>, sqlx::Error> {
+            async fn get(pool: &Pool<Self>, id: i64) -> Result<Option<Item>, sqlx::Error> {
                 sqlx::query_as("SELECT id, name, quantity FROM items WHERE id = $1")
                     .bind(id)
-                    .fetch_optional(&mut *conn)
+                    .fetch_optional(pool)
                     .await
             }
 
-            async fn insert(conn: &mut Self::Connection, item: &NewItem) -> Result<Item, sqlx::Error> {
+            async fn insert(pool: &Pool<Self>, item: &NewItem) -> Result<Item, sqlx::Error> {
                 sqlx::query_as(
                     "INSERT INTO items (name, quantity) VALUES ($1, $2) RETURNING id, name, quantity",
                 )
                 .bind(&item.name)
                 .bind(item.quantity)
-                .fetch_one(&mut *conn)
+                .fetch_one(pool)
                 .await
             }
 
             async fn insert_many(
-                conn: &mut Self::Connection,
+                pool: &Pool<Self>,
                 items: &[&NewItem],
             ) -> Result<Vec<Item>, sqlx::Error> {
                 let mut sql = sqlx::QueryBuilder::<$db>::new("INSERT INTO items (name, quantity) ");
@@ -103,7 +103,7 @@ macro_rules! store {
                     row.push_bind(item.name.clone()).push_bind(item.quantity);
                 });
                 sql.push(" RETURNING id, name, quantity");
-                let mut rows: Vec<Item> = sql.build_query_as().fetch_all(&mut *conn).await?;
+                let mut rows: Vec<Item> = sql.build_query_as().fetch_all(pool).await?;
                 // RETURNING's order is unspecified; ids grow in VALUES order
                 // (one statement, one writer).
                 rows.sort_unstable_by_key(|row| row.id);
@@ -116,7 +116,7 @@ macro_rules! store {
             }
 
             async fn update(
-                conn: &mut Self::Connection,
+                pool: &Pool<Self>,
                 id: i64,
                 item: &NewItem,
             ) -> Result<Option<Item>, sqlx::Error> {
@@ -127,12 +127,12 @@ macro_rules! store {
                 .bind(&item.name)
                 .bind(item.quantity)
                 .bind(id)
-                .fetch_optional(&mut *conn)
+                .fetch_optional(pool)
                 .await
             }
 
-            async fn delete(conn: &mut Self::Connection, id: i64) -> Result<bool, sqlx::Error> {
-                let done = sqlx::query("DELETE FROM items WHERE id = $1").bind(id).execute(&mut *conn).await?;
+            async fn delete(pool: &Pool<Self>, id: i64) -> Result<bool, sqlx::Error> {
+                let done = sqlx::query("DELETE FROM items WHERE id = $1").bind(id).execute(pool).await?;
                 Ok(done.rows_affected() > 0)
             }
         }

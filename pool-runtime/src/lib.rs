@@ -52,7 +52,7 @@ pub use registry::PoolRegistry;
 pub use secret::Secret;
 pub use settings::{
     HealthThresholds, LoadBalanceHosts, NestedCheckout, PoolClass, PoolSettings,
-    PoolSettingsBuilder, ResetOnReturn, SqliteSettings, SslMode, TargetSessionAttrs,
+    PoolSettingsBuilder, ReadBalance, ResetOnReturn, SqliteSettings, SslMode, TargetSessionAttrs,
 };
 
 /// The trait the derive implements; `use pool_runtime::PoolConfig` imports both.

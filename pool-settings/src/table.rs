@@ -134,6 +134,16 @@ pub const LOAD_BALANCE_HOSTS: EnumSpec = EnumSpec {
     variants: &[&["disable"], &["random"]],
 };
 
+/// `ReadBalance`: how pool-runtime's `ReplicaPool` spreads reads over the
+/// standbys that qualify.
+pub const READ_BALANCE: EnumSpec = EnumSpec {
+    name: "ReadBalance",
+    variants: &[
+        &["round-robin", "round_robin", "roundrobin"],
+        &["least-busy", "least_busy", "leastbusy"],
+    ],
+};
+
 /// Whether `text` spells the null pool class.
 pub fn is_null_pool(text: &str) -> bool {
     POOL_CLASS.parse(text) == Some(1)
@@ -147,6 +157,7 @@ pub const ENUMS: &[&EnumSpec] = &[
     &SSL_MODE,
     &TARGET_SESSION_ATTRS,
     &LOAD_BALANCE_HOSTS,
+    &READ_BALANCE,
 ];
 
 const fn s(
@@ -393,6 +404,40 @@ pub const SETTINGS: &[Setting] = &[
         "Hosts of a multi-host PostgreSQL URL are tried in order (disable) or shuffled for each connect (random); the URL's own parameter wins.",
     ),
     s(
+        "read_balance",
+        &["read_balance"],
+        Kind::Enum(&READ_BALANCE),
+        "round-robin",
+        "ReplicaPool: how reads are spread over the standbys that qualify: round-robin, or least-busy (fewest connections checked out).",
+    ),
+    s(
+        "read_fallback",
+        &["read_fallback"],
+        Kind::Bool,
+        "true",
+        "ReplicaPool: reads go to the primary when no standby qualifies (false: they fail with an error naming each node and why).",
+    ),
+    ranged(
+        s(
+            "read_max_lag",
+            &["read_max_lag"],
+            Kind::OptDuration,
+            "off",
+            "ReplicaPool: a standby whose replay lags further behind (seconds since the last replayed commit) serves no reads; off: no limit.",
+        ),
+        "more than zero, or off",
+    ),
+    ranged(
+        s(
+            "read_check_interval",
+            &["read_check_interval"],
+            Kind::Duration,
+            "1s",
+            "ReplicaPool: how often each host's role, reachability and lag are checked.",
+        ),
+        "more than zero",
+    ),
+    s(
         "statement_cache_capacity",
         &["statement_cache_capacity"],
         Kind::Count,
@@ -522,6 +567,7 @@ mod tests {
         assert_eq!(SSL_MODE.parse("bogus"), None);
         assert_eq!(TARGET_SESSION_ATTRS.parse("Prefer_Standby"), Some(5));
         assert_eq!(LOAD_BALANCE_HOSTS.parse("random"), Some(1));
+        assert_eq!(READ_BALANCE.parse("Least_Busy"), Some(1));
         assert_eq!(POOL_CLASS.listed(), "queue, null");
     }
 }

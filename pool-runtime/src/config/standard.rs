@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::{
-    LoadBalanceHosts, NestedCheckout, PoolClass, ResetOnReturn, Secret, SslMode, TargetSessionAttrs,
+    LoadBalanceHosts, NestedCheckout, PoolClass, ReadBalance, ResetOnReturn, Secret, SslMode,
+    TargetSessionAttrs,
 };
 
 /// The common pool settings under `DB_`, with SQLAlchemy's names and
@@ -93,4 +94,16 @@ pub struct StandardPoolConfig {
     /// Order in which the hosts of a multi-host URL are tried: disable (as written) or random; the URL's own load_balance_hosts wins.
     #[pool(default = "disable")]
     pub load_balance_hosts: LoadBalanceHosts,
+    /// ReplicaPool: how reads are spread over the standbys that qualify: round-robin, or least-busy (fewest connections checked out).
+    #[pool(default = "round-robin")]
+    pub read_balance: ReadBalance,
+    /// ReplicaPool: reads go to the primary when no standby qualifies (false: they fail, naming each node and why).
+    #[pool(default = true)]
+    pub read_fallback: bool,
+    /// ReplicaPool: a standby lagging further behind than this serves no reads ("off": no limit).
+    #[pool(default = "off")]
+    pub read_max_lag: Option<Duration>,
+    /// ReplicaPool: how often each host's role, reachability and lag are checked.
+    #[pool(default = "1s", range = "1ms"..)]
+    pub read_check_interval: Duration,
 }

@@ -11,7 +11,8 @@ use pool_settings::table;
 
 use crate::secret::redact_url;
 use crate::{
-    LoadBalanceHosts, NestedCheckout, PoolClass, ResetOnReturn, Secret, SslMode, TargetSessionAttrs,
+    LoadBalanceHosts, NestedCheckout, PoolClass, ReadBalance, ResetOnReturn, Secret, SslMode,
+    TargetSessionAttrs,
 };
 
 /// A type that can be read from one environment variable.
@@ -218,7 +219,8 @@ enums!(
     NestedCheckout: table::NESTED_CHECKOUT,
     SslMode: table::SSL_MODE,
     TargetSessionAttrs: table::TARGET_SESSION_ATTRS,
-    LoadBalanceHosts: table::LOAD_BALANCE_HOSTS
+    LoadBalanceHosts: table::LOAD_BALANCE_HOSTS,
+    ReadBalance: table::READ_BALANCE
 );
 
 /// `off`/`none` (any case) is `None`; unset without a default is `None`.
@@ -475,7 +477,8 @@ apply_if_some!(
     ResetOnReturn,
     NestedCheckout,
     TargetSessionAttrs,
-    LoadBalanceHosts
+    LoadBalanceHosts,
+    ReadBalance
 );
 
 macro_rules! apply_widen {

@@ -64,6 +64,20 @@ pub enum Error {
         /// Every failed attempt, in the order made.
         attempts: Vec<crate::hosts::HostAttempt>,
     },
+    /// A read of a [`ReplicaPool`](crate::ReplicaPool) found no standby
+    /// that qualifies, and `read_fallback` is off: every host, in the
+    /// URL's order, and why it serves no reads (down, with the error; a
+    /// primary; lagging beyond `read_max_lag`).
+    #[error(
+        "pool \"{pool}\": no standby can serve reads and read_fallback is off; {}",
+        skipped_list(.nodes)
+    )]
+    NoReadReplica {
+        /// Pool name.
+        pool: String,
+        /// Every host and why it was skipped.
+        nodes: Vec<crate::replicas::SkippedNode>,
+    },
     /// With `nested_checkout = error`: the task calling `acquire` already
     /// holds a connection of this pool. Nested checkouts deadlock a full
     /// pool (each holder waits for a connection only another holder can
@@ -161,6 +175,11 @@ fn no_host_because(attrs: crate::TargetSessionAttrs) -> String {
 
 fn attempts_list(attempts: &[crate::hosts::HostAttempt]) -> String {
     let list: Vec<String> = attempts.iter().map(ToString::to_string).collect();
+    list.join("; ")
+}
+
+fn skipped_list(nodes: &[crate::replicas::SkippedNode]) -> String {
+    let list: Vec<String> = nodes.iter().map(ToString::to_string).collect();
     list.join("; ")
 }
 
@@ -262,7 +281,7 @@ impl From<Error> for sqlx::Error {
                 std::io::ErrorKind::PermissionDenied,
                 err,
             )),
-            Error::Hook { .. } | Error::NoSuitableHost { .. } => {
+            Error::Hook { .. } | Error::NoSuitableHost { .. } | Error::NoReadReplica { .. } => {
                 sqlx::Error::Io(std::io::Error::other(err))
             }
             Error::InvalidSettings(_)

@@ -234,7 +234,11 @@ async fn writes_go_to_the_primary_and_reads_alternate_over_the_standbys() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].replicas.as_ref().unwrap().nodes.len(), 3);
     assert_eq!(registry.health(), Health::Healthy);
+    // One check session per node while open, none once closed.
+    let checks = format!("{app}/check");
+    wait_sessions(cluster, &checks, ALL, &[Some(1), Some(1), Some(1)]).await;
     registry.close().await;
+    wait_sessions(cluster, &checks, ALL, &[Some(0), Some(0), Some(0)]).await;
     assert!(pool.primary().is_closed());
     assert!(pool.nodes().all(|(_, p)| p.is_closed()));
 }
@@ -262,7 +266,10 @@ async fn least_busy_sends_reads_to_the_idle_standby() {
     let nodes = &status.replicas.as_ref().unwrap().nodes;
     assert_eq!((nodes[1].reads, nodes[2].reads), (0, 3), "{status}");
     drop((held, reads));
-    pool.close().await;
+    // Dropped without close: the checks end with the last handle.
+    drop(pool);
+    let checks = format!("{app}/check");
+    wait_sessions(cluster, &checks, ALL, &[Some(0), Some(0), Some(0)]).await;
 }
 
 /// A standby stopped: reads go to the other at once (the failed checkout

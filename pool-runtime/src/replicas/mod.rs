@@ -19,6 +19,7 @@ pub use handle::ReplicaPool;
 #[cfg(feature = "postgres")]
 mod handle {
     use std::sync::{Arc, Mutex, MutexGuard, Weak};
+    use std::time::Duration;
 
     use sqlx::Postgres;
     use tokio::sync::Notify;
@@ -88,7 +89,7 @@ mod handle {
         router: Mutex<Router>,
         metrics: ReplicaMetrics,
         /// Ends the check task (it closes its connections on the way out).
-        shutdown: Notify,
+        shutdown: Arc<Notify>,
         task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     }
 
@@ -152,11 +153,15 @@ mod handle {
                 settings,
                 writer,
                 nodes,
-                shutdown: Notify::new(),
+                shutdown: Arc::default(),
                 task: Mutex::new(None),
             });
             inner.check_all(&mut checkers).await;
-            let task = tokio::spawn(run_checks(Arc::downgrade(&inner), checkers));
+            let task = tokio::spawn(run_checks(
+                Arc::downgrade(&inner),
+                Arc::clone(&inner.shutdown),
+                checkers,
+            ));
             *lock(&inner.task) = Some(task);
             Ok(Self { inner })
         }
@@ -401,20 +406,25 @@ mod handle {
     }
 
     /// The check loop: one round per `read_check_interval` until the
-    /// handle is closed or dropped.
-    async fn run_checks(inner: Weak<Inner>, mut checkers: Vec<Checker>) {
+    /// handle is closed or dropped. It holds the handle only during a
+    /// round, so dropping every clone ends it at the next one.
+    async fn run_checks(inner: Weak<Inner>, shutdown: Arc<Notify>, mut checkers: Vec<Checker>) {
         loop {
-            let Some(strong) = inner.upgrade() else { break };
-            let interval = strong.settings.read_check_interval;
-            let stop = tokio::select! {
-                () = tokio::time::sleep(interval) => false,
-                () = strong.shutdown.notified() => true,
-            };
-            if stop {
-                let timeout = strong.settings.network_timeout;
-                futures_util::future::join_all(checkers.iter_mut().map(|c| c.close(timeout))).await;
+            let Some(interval) = inner.upgrade().map(|i| i.settings.read_check_interval) else {
                 break;
+            };
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = shutdown.notified() => {
+                    let timeout = inner
+                        .upgrade()
+                        .map_or(Duration::from_secs(1), |i| i.settings.network_timeout);
+                    let closing = checkers.iter_mut().map(|c| c.close(timeout));
+                    futures_util::future::join_all(closing).await;
+                    break;
+                }
             }
+            let Some(strong) = inner.upgrade() else { break };
             strong.check_all(&mut checkers).await;
         }
     }

@@ -158,6 +158,30 @@ async fn hold_reads(
 
 const ALL: &str = "true";
 
+/// `GET` a replica handle's route (feature `axum`) over a real socket:
+/// the status code and the JSON body.
+#[cfg(feature = "axum")]
+async fn http_status(pool: &ReplicaPool) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app: axum::Router = axum::Router::new().route(
+        "/health/db",
+        pool_runtime::http::replicas_route(pool.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = "GET /health/db HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    server.abort();
+    assert!(!raw.contains(PASSWORD), "{raw}");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, serde_json::from_str(body).unwrap())
+}
+
 /// Writes and a transaction run on the primary; six reads held at once
 /// are three on each standby (round robin), and none on the primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,6 +371,18 @@ async fn stopped_standbys_are_skipped_then_fallback_or_a_clear_error() {
     let status = strict.status();
     assert_eq!(status.health, Health::Critical, "{status}");
     assert_eq!(status.replicas.as_ref().unwrap().refused_reads, 2);
+    // The health endpoint drains an instance whose reads fail, not one
+    // whose reads fall back.
+    #[cfg(feature = "axum")]
+    {
+        let (code, body) = http_status(&strict).await;
+        assert_eq!(code, 503, "{body}");
+        assert_eq!(body["replicas"]["nodes"][1]["reachable"], false, "{body}");
+        let (code, body) = http_status(&with_fallback).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["health"], "warning", "{body}");
+        assert_eq!(body["replicas"]["nodes"][0]["role"], "primary", "{body}");
+    }
 
     cluster.start(1).unwrap();
     cluster.start(2).unwrap();

@@ -409,10 +409,7 @@ mod handle {
     /// handle is closed or dropped. It holds the handle only during a
     /// round, so dropping every clone ends it at the next one.
     async fn run_checks(inner: Weak<Inner>, shutdown: Arc<Notify>, mut checkers: Vec<Checker>) {
-        loop {
-            let Some(interval) = inner.upgrade().map(|i| i.settings.read_check_interval) else {
-                break;
-            };
+        while let Some(interval) = inner.upgrade().map(|i| i.settings.read_check_interval) {
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 () = shutdown.notified() => {

@@ -158,6 +158,34 @@ async fn hold_reads(
 
 const ALL: &str = "true";
 
+/// The process's Prometheus recorder, installed before any handle
+/// connects (handles are registered at connect).
+fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("no other recorder in this test binary");
+        pool_runtime::observe::metrics::describe();
+        handle
+    })
+}
+
+/// The value of the one series named `name` whose labels include every
+/// `key="value"` of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!("{name}{{"))
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 /// `GET` a replica handle's route (feature `axum`) over a real socket:
 /// the status code and the JSON body.
 #[cfg(feature = "axum")]
@@ -189,6 +217,7 @@ async fn writes_go_to_the_primary_and_reads_alternate_over_the_standbys() {
     let cluster = shared_cluster();
     let db = database(cluster).await;
     let app = pool_testkit::fixtures::unique_app_name("replicas-rr");
+    let metrics = prometheus();
     let pool = ReplicaPool::connect(settings(cluster, &db, &app))
         .await
         .unwrap();
@@ -244,6 +273,30 @@ async fn writes_go_to_the_primary_and_reads_alternate_over_the_standbys() {
         serde_json::to_string(&status).unwrap()
     );
     assert!(!shown.contains(PASSWORD), "{shown}");
+
+    // Per node, labelled pool and node: reads, role, up, serving, lag.
+    let text = metrics.render();
+    let node = |i: usize| cluster.proxy(i).addr().to_string();
+    let get = |name: &str, i: usize, role: Option<&str>| {
+        let node = node(i);
+        let mut labels = vec![("pool", app.as_str()), ("node", node.as_str())];
+        labels.extend(role.map(|r| ("role", r)));
+        sample(&text, name, &labels)
+    };
+    for (i, &routed) in reads.iter().enumerate().skip(1) {
+        assert_eq!(get("db_pool_replica_reads_total", i, None), routed as f64);
+        assert_eq!(get("db_pool_replica_serving", i, None), 1.0);
+        assert_eq!(get("db_pool_replica_role", i, Some("standby")), 1.0);
+        assert_eq!(get("db_pool_replica_role", i, Some("primary")), 0.0);
+        assert_eq!(get("db_pool_replica_lag_seconds", i, None), 0.0);
+    }
+    assert_eq!(get("db_pool_replica_role", 0, Some("primary")), 1.0);
+    assert_eq!(get("db_pool_replica_serving", 0, None), 0.0);
+    assert_eq!(get("db_pool_replica_up", 0, None), 1.0);
+    // Each host's read pool publishes the pool series under <name>@host:port.
+    let read_pool = format!("{app}@{}", node(1));
+    sample(&text, "db_pool_connections_open", &[("pool", &read_pool)]);
+    assert!(!text.contains(PASSWORD));
 
     // In a registry: its name gives the write pool, its status the hosts.
     let mut registry = pool_runtime::PoolRegistry::<Postgres>::new();

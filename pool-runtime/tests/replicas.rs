@@ -553,6 +553,32 @@ async fn a_promoted_standby_takes_the_writes_and_no_more_reads() {
     pool.close().await;
 }
 
+/// A single-host URL: every read goes to that host through the fallback,
+/// and health stays healthy (one host is the intended setup, not a
+/// standby missing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_host_url_reads_from_the_primary() {
+    let cluster = shared_cluster();
+    let db = database(cluster).await;
+    let app = pool_testkit::fixtures::unique_app_name("replicas-one");
+    let url = format!(
+        "postgres://postgres:{PASSWORD}@{}/{}",
+        cluster.proxy(0).addr(),
+        db.name()
+    );
+    let mut s = settings(cluster, &db, &app);
+    s.url = url.into();
+    let pool = ReplicaPool::connect(s).await.unwrap();
+    let held = hold_reads(&pool, 2, true).await;
+    wait_sessions(cluster, &app, ALL, &[Some(2), Some(0), Some(0)]).await;
+    drop(held);
+    let status = pool.status();
+    let replicas = status.replicas.as_ref().unwrap();
+    assert_eq!((replicas.fallback_reads, replicas.nodes.len()), (2, 1));
+    assert_eq!(status.health, Health::Healthy, "{status}");
+    pool.close().await;
+}
+
 /// Settings a replica handle cannot work with are refused before any
 /// connection, each saying why; the env variables parse and name
 /// themselves.

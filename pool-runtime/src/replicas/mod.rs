@@ -298,7 +298,9 @@ mod handle {
                     }
                 })
                 .collect();
-            if !router.any_serving() {
+            // One host is a setup of its own (a development database): its
+            // reads go to it by design, not for want of a standby.
+            if !router.any_serving() && inner.nodes.len() > 1 {
                 if inner.settings.read_fallback {
                     warning.push(
                         "no standby serves reads: they go to the primary (read_fallback)"

@@ -260,7 +260,8 @@ mod handle {
         /// write pool's and the read side's: a standby down or lagging,
         /// or a serving standby's pool in trouble, is a warning; no
         /// standby serving is a warning with fallback (reads load the
-        /// primary) and critical without (reads fail).
+        /// primary) and critical without (reads fail); a single-host URL
+        /// reads from its host by design, which is no warning.
         pub fn status(&self) -> Status {
             let inner = &*self.inner;
             let mut status = inner.writer.status();

@@ -443,6 +443,14 @@ fn profile_values<'t>(texts: &'t BTreeMap<&'static str, String>) -> pool_setting
                 pool_settings::parse_duration(t).ok().map(Some)
             }
         }),
+        read_max_lag: text("read_max_lag").and_then(|t| {
+            if pool_settings::is_off(t) {
+                Some(None)
+            } else {
+                pool_settings::parse_duration(t).ok().map(Some)
+            }
+        }),
+        read_check_interval: duration("read_check_interval"),
         health_warning_percent: percent("health_warning_percent"),
         health_critical_percent: percent("health_critical_percent"),
         pgbouncer: text("pgbouncer"),

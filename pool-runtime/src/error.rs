@@ -83,6 +83,20 @@ pub enum Error {
         /// Pool name.
         pool: String,
     },
+    /// A read of a [`ReplicaPool`](crate::ReplicaPool) found no standby
+    /// that qualifies, and `read_fallback` is off: every host, in the
+    /// URL's order, and why it serves no reads (down, with the error; a
+    /// primary; lagging beyond `read_max_lag`).
+    #[error(
+        "pool \"{pool}\": no standby can serve reads and read_fallback is off; {}",
+        skipped_list(.nodes)
+    )]
+    NoReadReplica {
+        /// Pool name.
+        pool: String,
+        /// Every host and why it was skipped.
+        nodes: Vec<crate::replicas::SkippedNode>,
+    },
     /// With `nested_checkout = error`: the task calling `acquire` already
     /// holds a connection of this pool. Nested checkouts deadlock a full
     /// pool (each holder waits for a connection only another holder can
@@ -210,6 +224,11 @@ fn attempts_list(attempts: &[crate::hosts::HostAttempt]) -> String {
     list.join("; ")
 }
 
+fn skipped_list(nodes: &[crate::replicas::SkippedNode]) -> String {
+    let list: Vec<String> = nodes.iter().map(ToString::to_string).collect();
+    list.join("; ")
+}
+
 fn registered_list(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_owned()
@@ -308,7 +327,7 @@ impl From<Error> for sqlx::Error {
                 std::io::ErrorKind::PermissionDenied,
                 err,
             )),
-            Error::Hook { .. } | Error::NoSuitableHost { .. } => {
+            Error::Hook { .. } | Error::NoSuitableHost { .. } | Error::NoReadReplica { .. } => {
                 sqlx::Error::Io(std::io::Error::other(err))
             }
             Error::InvalidSettings(_)

@@ -66,6 +66,21 @@ where
     })
 }
 
+/// A `GET` route serving a [`ReplicaPool`](crate::ReplicaPool)'s status
+/// (the write pool's, with every host's role, lag and read pool): 503 when
+/// critical (the primary's pool is, or no standby serves reads and
+/// `read_fallback` is off); a standby down or lagging is a warning (200).
+#[cfg(feature = "postgres")]
+pub fn replicas_route<S>(replicas: crate::ReplicaPool) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    get(move || {
+        let status = replicas.status();
+        async move { status_response(&status) }
+    })
+}
+
 /// A handler for routers whose state yields a pool (`Pool<DB>: FromRef<S>`):
 /// `.route("/health/db_pool", get(pool_runtime::http::pool_status::<Sqlite>))`.
 pub async fn pool_status<DB: Backend>(State(pool): State<Pool<DB>>) -> Response {
@@ -112,8 +127,8 @@ where
     S: Clone + Send + Sync + 'static,
 {
     get(move |Path(name): Path<String>| {
-        let response = match registry.get(&name) {
-            Some(pool) => status_response(&pool.status()),
+        let response = match registry.status(&name) {
+            Some(status) => status_response(&status),
             None => json_response(
                 StatusCode::NOT_FOUND,
                 &serde_json::json!({ "error": "no such pool", "pools": registry.names().collect::<Vec<_>>() }),

@@ -4,6 +4,8 @@
 //! recycle, pre-ping, reset on return) and a NullPool, with a consistent
 //! [`Status`], health, metrics and leak detection. Configuration comes from
 //! [`PoolSettings`], by hand or from `#[derive(PoolConfig)]`.
+//! [`ReplicaPool`] puts a PostgreSQL primary and its read replicas behind
+//! one handle.
 //!
 //! ```no_run
 //! use pool_runtime::{Pool, PoolSettings};
@@ -36,6 +38,7 @@ pub mod http;
 pub mod observe;
 mod pool;
 pub mod registry;
+mod replicas;
 pub mod secret;
 mod settings;
 #[cfg(feature = "postgres")]
@@ -44,15 +47,18 @@ mod tls;
 pub use backend::Backend;
 pub use error::{Error, SettingsProblems, TimeoutError};
 pub use hosts::{HostAttempt, HostFailure};
-pub use observe::status::{CloseReason, Health, Status};
+pub use observe::status::{CloseReason, Health, NodeRole, NodeStatus, ReplicaStatus, Status};
 pub use pool::{
     ConnectionInfo, Hook, HookError, HookFuture, Pool, PoolBuilder, PooledConnection, Transaction,
 };
 pub use registry::PoolRegistry;
+#[cfg(feature = "postgres")]
+pub use replicas::ReplicaPool;
+pub use replicas::{NotServing, SkippedNode};
 pub use secret::Secret;
 pub use settings::{
     HealthThresholds, LoadBalanceHosts, NestedCheckout, PgBouncerMode, PoolClass, PoolSettings,
-    PoolSettingsBuilder, ResetOnReturn, SqliteSettings, SslMode, TargetSessionAttrs,
+    PoolSettingsBuilder, ReadBalance, ResetOnReturn, SqliteSettings, SslMode, TargetSessionAttrs,
 };
 
 /// The trait the derive implements; `use pool_runtime::PoolConfig` imports both.

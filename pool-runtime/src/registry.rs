@@ -5,6 +5,12 @@
 //! From the environment, one prefix per database (see
 //! [`PoolRegistry::from_env`]): `EU_DB_URL`, `EU_DB_POOL_SIZE`, `US_DB_URL`…
 //!
+//! A [`ReplicaPool`](crate::ReplicaPool) joins with
+//! [`PoolRegistry::insert_replicas`]: under its name, [`get`](PoolRegistry::get)
+//! gives its write pool, and [`statuses`](PoolRegistry::statuses),
+//! [`health`](PoolRegistry::health) and [`close`](PoolRegistry::close)
+//! take its hosts in.
+//!
 //! ```no_run
 //! use pool_runtime::{PoolRegistry, PoolSettings};
 //! # async fn demo() -> Result<(), pool_runtime::Error> {
@@ -17,7 +23,11 @@
 //! # Ok(()) }
 //! ```
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 
 use crate::config::{ConfigError, EnvSource, PoolConfig};
 use crate::{Backend, Error, Health, Pool, PoolSettings, Status};
@@ -55,12 +65,24 @@ fn join_config(errors: &[ConfigError]) -> String {
 /// seen by earlier clones.
 pub struct PoolRegistry<DB: Backend> {
     pools: BTreeMap<String, Pool<DB>>,
+    /// Handles over several pools ([`ReplicaPool`](crate::ReplicaPool)),
+    /// by the name of their write pool, which is in `pools`: their status
+    /// and close stand for it.
+    groups: BTreeMap<String, Arc<dyn Group<DB>>>,
+}
+
+/// A handle over several pools, registered under one name.
+pub(crate) trait Group<DB: Backend>: Send + Sync {
+    fn status(&self) -> Status;
+    fn close(&self) -> BoxFuture<'_, ()>;
+    fn as_any(&self) -> &dyn Any;
 }
 
 impl<DB: Backend> Clone for PoolRegistry<DB> {
     fn clone(&self) -> Self {
         Self {
             pools: self.pools.clone(),
+            groups: self.groups.clone(),
         }
     }
 }
@@ -69,6 +91,7 @@ impl<DB: Backend> Default for PoolRegistry<DB> {
     fn default() -> Self {
         Self {
             pools: BTreeMap::new(),
+            groups: BTreeMap::new(),
         }
     }
 }
@@ -123,9 +146,18 @@ impl<DB: Backend> PoolRegistry<DB> {
         Ok(())
     }
 
-    /// The pool named `name`.
+    /// The pool named `name` (a [`ReplicaPool`](crate::ReplicaPool)'s
+    /// write pool under its name).
     pub fn get(&self, name: &str) -> Option<&Pool<DB>> {
         self.pools.get(name)
+    }
+
+    /// The status of the pool (or replica handle) named `name`.
+    pub fn status(&self, name: &str) -> Option<Status> {
+        match self.groups.get(name) {
+            Some(group) => Some(group.status()),
+            None => self.pools.get(name).map(Pool::status),
+        }
     }
 
     /// The pool named `name`, or an error that lists the names there are
@@ -137,8 +169,10 @@ impl<DB: Backend> PoolRegistry<DB> {
         })
     }
 
-    /// Removes a pool (without closing it) and returns it.
+    /// Removes a pool (without closing it) and returns it (a replica
+    /// handle's write pool: the handle leaves the registry).
     pub fn remove(&mut self, name: &str) -> Option<Pool<DB>> {
+        self.groups.remove(name);
         self.pools.remove(name)
     }
 
@@ -162,16 +196,16 @@ impl<DB: Backend> PoolRegistry<DB> {
         self.pools.is_empty()
     }
 
-    /// A status per pool, in name order.
+    /// A status per pool, in name order (a replica handle's with its hosts).
     pub fn statuses(&self) -> Vec<Status> {
-        self.pools.values().map(Pool::status).collect()
+        self.names().filter_map(|name| self.status(name)).collect()
     }
 
     /// The worst health among the pools; healthy when there are none.
     pub fn health(&self) -> Health {
-        self.pools
-            .values()
-            .map(|p| p.status().health)
+        self.statuses()
+            .iter()
+            .map(|s| s.health)
             .max()
             .unwrap_or(Health::Healthy)
     }
@@ -256,6 +290,43 @@ impl<DB: Backend> PoolRegistry<DB> {
     /// Closes every pool, concurrently (each waits up to its `pool_timeout`
     /// for checked-out connections).
     pub async fn close(&self) {
-        futures_util::future::join_all(self.pools.values().map(Pool::close)).await;
+        let each = self.pools.iter().map(|(name, pool)| -> BoxFuture<'_, ()> {
+            match self.groups.get(name) {
+                Some(group) => group.close(),
+                None => Box::pin(pool.close()),
+            }
+        });
+        futures_util::future::join_all(each).await;
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl PoolRegistry<sqlx::Postgres> {
+    /// Adds a [`ReplicaPool`](crate::ReplicaPool) under its name; a name
+    /// already taken is an error, as for [`insert`](Self::insert).
+    pub fn insert_replicas(&mut self, replicas: crate::ReplicaPool) -> Result<(), Error> {
+        self.check_free(replicas.name())?;
+        let name = replicas.name().to_owned();
+        self.pools.insert(name.clone(), replicas.primary().clone());
+        self.groups.insert(name, Arc::new(replicas));
+        Ok(())
+    }
+
+    /// The [`ReplicaPool`](crate::ReplicaPool) named `name`.
+    pub fn replicas(&self, name: &str) -> Option<&crate::ReplicaPool> {
+        self.groups.get(name)?.as_any().downcast_ref()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Group<sqlx::Postgres> for crate::ReplicaPool {
+    fn status(&self) -> Status {
+        crate::ReplicaPool::status(self)
+    }
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(crate::ReplicaPool::close(self))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }

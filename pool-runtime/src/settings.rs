@@ -313,12 +313,45 @@ impl FromStr for PgBouncerMode {
     }
 }
 
+/// How a [`ReplicaPool`](crate::ReplicaPool) spreads reads over the
+/// standbys that qualify (reachable, in recovery, within `read_max_lag`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadBalance {
+    /// Each read to the next standby in turn.
+    #[default]
+    RoundRobin,
+    /// Each read to the standby whose pool has the fewest connections
+    /// checked out (or being opened); ties go round robin.
+    LeastBusy,
+}
+
+impl FromStr for ReadBalance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_enum(
+            &table::READ_BALANCE,
+            s,
+            &[Self::RoundRobin, Self::LeastBusy],
+        )
+    }
+}
+
 impl fmt::Display for PgBouncerMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Off => "off",
             Self::Session => "session",
             Self::Transaction => "transaction",
+        })
+    }
+}
+
+impl fmt::Display for ReadBalance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::RoundRobin => "round-robin",
+            Self::LeastBusy => "least-busy",
         })
     }
 }
@@ -478,6 +511,19 @@ pub struct PoolSettings {
     /// for this database and user, when known: the status advice then
     /// checks the connection budget against it.
     pub pgbouncer_pool_size: Option<u32>,
+    /// How a [`ReplicaPool`](crate::ReplicaPool) spreads reads over the
+    /// standbys that qualify.
+    pub read_balance: ReadBalance,
+    /// A [`ReplicaPool`](crate::ReplicaPool) sends reads to the primary
+    /// when no standby qualifies; `false`: such reads fail with
+    /// [`Error::NoReadReplica`](crate::Error::NoReadReplica).
+    pub read_fallback: bool,
+    /// A standby whose replay lags further behind than this serves no
+    /// reads of a [`ReplicaPool`](crate::ReplicaPool); `None`: no limit.
+    pub read_max_lag: Option<Duration>,
+    /// How often a [`ReplicaPool`](crate::ReplicaPool) checks each host's
+    /// role, reachability and replication lag.
+    pub read_check_interval: Duration,
     /// Statements cached per connection (0 disables caching).
     pub statement_cache_capacity: usize,
     /// Health thresholds for [`Status`](crate::Status).
@@ -529,6 +575,10 @@ impl PoolSettings {
             load_balance_hosts: LoadBalanceHosts::Disable,
             pgbouncer: PgBouncerMode::Off,
             pgbouncer_pool_size: None,
+            read_balance: ReadBalance::RoundRobin,
+            read_fallback: true,
+            read_max_lag: None,
+            read_check_interval: Duration::from_secs(1),
             statement_cache_capacity: 100,
             health: HealthThresholds::default(),
             replicas: 1,
@@ -589,6 +639,8 @@ impl PoolSettings {
             connect_timeout: Some(self.connect_timeout),
             network_timeout: Some(self.network_timeout),
             pool_recycle: Some(self.pool_recycle),
+            read_max_lag: Some(self.read_max_lag),
+            read_check_interval: Some(self.read_check_interval),
             health_warning_percent: Some(self.health.warning_percent),
             health_critical_percent: Some(self.health.critical_percent),
             pgbouncer: Some(match self.pgbouncer {
@@ -674,6 +726,14 @@ impl PoolSettingsBuilder {
         pgbouncer: PgBouncerMode,
         /// See [`PoolSettings::pgbouncer_pool_size`].
         pgbouncer_pool_size: Option<u32>,
+        /// See [`PoolSettings::read_balance`].
+        read_balance: ReadBalance,
+        /// See [`PoolSettings::read_fallback`].
+        read_fallback: bool,
+        /// See [`PoolSettings::read_max_lag`].
+        read_max_lag: Option<Duration>,
+        /// See [`PoolSettings::read_check_interval`].
+        read_check_interval: Duration,
         /// See [`PoolSettings::statement_cache_capacity`].
         statement_cache_capacity: usize,
         /// See [`PoolSettings::health`].
@@ -752,6 +812,10 @@ mod tests {
             load_balance_hosts: _,
             pgbouncer: _,
             pgbouncer_pool_size: _,
+            read_balance: _,
+            read_fallback: _,
+            read_max_lag: _,
+            read_check_interval: _,
             statement_cache_capacity: _,
             health:
                 HealthThresholds {
@@ -811,6 +875,7 @@ mod tests {
             .chain(table::TARGET_SESSION_ATTRS.canonical())
             .chain(table::LOAD_BALANCE_HOSTS.canonical())
             .chain(table::PGBOUNCER.canonical())
+            .chain(table::READ_BALANCE.canonical())
             .map(str::to_owned)
             .collect();
         let parsed: Vec<String> = table::POOL_CLASS
@@ -845,6 +910,11 @@ mod tests {
                 table::PGBOUNCER
                     .canonical()
                     .map(|c| c.parse::<PgBouncerMode>().unwrap().to_string()),
+            )
+            .chain(
+                table::READ_BALANCE
+                    .canonical()
+                    .map(|c| c.parse::<ReadBalance>().unwrap().to_string()),
             )
             .collect();
         assert_eq!(all, parsed);

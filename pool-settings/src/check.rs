@@ -25,6 +25,10 @@ pub struct Values<'a> {
     pub network_timeout: Option<Duration>,
     /// `pool_recycle` (`Some(None)`: off).
     pub pool_recycle: Option<Option<Duration>>,
+    /// `read_max_lag` (`Some(None)`: off).
+    pub read_max_lag: Option<Option<Duration>>,
+    /// `read_check_interval`.
+    pub read_check_interval: Option<Duration>,
     /// `health_warning_percent`.
     pub health_warning_percent: Option<f64>,
     /// `health_critical_percent`.
@@ -106,7 +110,7 @@ pub fn check(v: &Values<'_>) -> Vec<Problem> {
             "at most pool_size",
         );
     }
-    let timeouts: [(&'static [&'static str], Option<Duration>, &'static str); 4] = [
+    let timeouts: [(&'static [&'static str], Option<Duration>, &'static str); 6] = [
         (&["pool_timeout"], v.pool_timeout, "more than zero"),
         (
             &["pool_recycle"],
@@ -115,6 +119,16 @@ pub fn check(v: &Values<'_>) -> Vec<Problem> {
         ),
         (&["connect_timeout"], v.connect_timeout, "more than zero"),
         (&["network_timeout"], v.network_timeout, "more than zero"),
+        (
+            &["read_max_lag"],
+            v.read_max_lag.flatten(),
+            "more than zero, or off",
+        ),
+        (
+            &["read_check_interval"],
+            v.read_check_interval,
+            "more than zero",
+        ),
     ];
     for (settings, value, expected) in timeouts {
         if value.is_some_and(|d| d.is_zero()) {
@@ -178,6 +192,8 @@ mod tests {
             connect_timeout: Some(Duration::ZERO),
             network_timeout: Some(Duration::ZERO),
             pool_recycle: Some(Some(Duration::ZERO)),
+            read_max_lag: Some(Some(Duration::ZERO)),
+            read_check_interval: Some(Duration::ZERO),
             health_warning_percent: Some(95.0),
             health_critical_percent: Some(90.0),
             pgbouncer: Some("Transaction"),
@@ -194,6 +210,8 @@ mod tests {
                 "pool_recycle",
                 "connect_timeout",
                 "network_timeout",
+                "read_max_lag",
+                "read_check_interval",
                 "health_warning_percent",
                 "pgbouncer_pool_size"
             ]

@@ -141,6 +141,16 @@ pub const PGBOUNCER: EnumSpec = EnumSpec {
     variants: &[&["off", "direct"], &["session"], &["transaction"]],
 };
 
+/// `ReadBalance`: how pool-runtime's `ReplicaPool` spreads reads over the
+/// standbys that qualify.
+pub const READ_BALANCE: EnumSpec = EnumSpec {
+    name: "ReadBalance",
+    variants: &[
+        &["round-robin", "round_robin", "roundrobin"],
+        &["least-busy", "least_busy", "leastbusy"],
+    ],
+};
+
 /// Whether `text` spells the null pool class.
 pub fn is_null_pool(text: &str) -> bool {
     POOL_CLASS.parse(text) == Some(1)
@@ -155,6 +165,7 @@ pub const ENUMS: &[&EnumSpec] = &[
     &TARGET_SESSION_ATTRS,
     &LOAD_BALANCE_HOSTS,
     &PGBOUNCER,
+    &READ_BALANCE,
 ];
 
 const fn s(
@@ -418,6 +429,40 @@ pub const SETTINGS: &[Setting] = &[
         "at least 1, or off",
     ),
     s(
+        "read_balance",
+        &["read_balance"],
+        Kind::Enum(&READ_BALANCE),
+        "round-robin",
+        "ReplicaPool: how reads are spread over the standbys that qualify: round-robin, or least-busy (fewest connections checked out).",
+    ),
+    s(
+        "read_fallback",
+        &["read_fallback"],
+        Kind::Bool,
+        "true",
+        "ReplicaPool: reads go to the primary when no standby qualifies (false: they fail with an error naming each node and why).",
+    ),
+    ranged(
+        s(
+            "read_max_lag",
+            &["read_max_lag"],
+            Kind::OptDuration,
+            "off",
+            "ReplicaPool: a standby whose replay lags further behind (seconds since the last replayed commit) serves no reads; off: no limit.",
+        ),
+        "more than zero, or off",
+    ),
+    ranged(
+        s(
+            "read_check_interval",
+            &["read_check_interval"],
+            Kind::Duration,
+            "1s",
+            "ReplicaPool: how often each host's role, reachability and lag are checked.",
+        ),
+        "more than zero",
+    ),
+    s(
         "statement_cache_capacity",
         &["statement_cache_capacity"],
         Kind::Count,
@@ -547,6 +592,7 @@ mod tests {
         assert_eq!(SSL_MODE.parse("bogus"), None);
         assert_eq!(TARGET_SESSION_ATTRS.parse("Prefer_Standby"), Some(5));
         assert_eq!(LOAD_BALANCE_HOSTS.parse("random"), Some(1));
+        assert_eq!(READ_BALANCE.parse("Least_Busy"), Some(1));
         assert_eq!(POOL_CLASS.listed(), "queue, null");
     }
 }

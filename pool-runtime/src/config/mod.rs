@@ -74,7 +74,7 @@
 //!   `off`/`none` or a `T`; [`PoolClass`](crate::PoolClass),
 //!   [`ResetOnReturn`](crate::ResetOnReturn), [`NestedCheckout`](crate::NestedCheckout),
 //!   [`SslMode`](crate::SslMode), [`TargetSessionAttrs`](crate::TargetSessionAttrs),
-//!   [`LoadBalanceHosts`](crate::LoadBalanceHosts);
+//!   [`LoadBalanceHosts`](crate::LoadBalanceHosts), [`ReadBalance`](crate::ReadBalance);
 //!   [`url::Url`]; `String`, `PathBuf`; [`Secret<T>`](crate::Secret) as `T`.
 //!   Any other type: implement [`EnvValue`], or mark the field
 //!   `#[pool(from_str)]` to use its `FromStr` (plus `Display` for

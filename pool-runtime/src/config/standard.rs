@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::{
-    LoadBalanceHosts, NestedCheckout, PgBouncerMode, PoolClass, ResetOnReturn, Secret, SslMode,
-    TargetSessionAttrs,
+    LoadBalanceHosts, NestedCheckout, PgBouncerMode, PoolClass, ReadBalance, ResetOnReturn, Secret,
+    SslMode, TargetSessionAttrs,
 };
 
 /// The common pool settings under `DB_`, with SQLAlchemy's names and
@@ -99,4 +99,16 @@ pub struct StandardPoolConfig {
     pub pgbouncer: PgBouncerMode,
     /// PgBouncer's pool_size for this database and user, for the connection budget in status advice; off when unknown.
     pub pgbouncer_pool_size: Option<u32>,
+    /// ReplicaPool: how reads are spread over the standbys that qualify: round-robin, or least-busy (fewest connections checked out).
+    #[pool(default = "round-robin")]
+    pub read_balance: ReadBalance,
+    /// ReplicaPool: reads go to the primary when no standby qualifies (false: they fail, naming each node and why).
+    #[pool(default = true)]
+    pub read_fallback: bool,
+    /// ReplicaPool: a standby lagging further behind than this serves no reads ("off": no limit).
+    #[pool(default = "off")]
+    pub read_max_lag: Option<Duration>,
+    /// ReplicaPool: how often each host's role, reachability and lag are checked.
+    #[pool(default = "1s", range = "1ms"..)]
+    pub read_check_interval: Duration,
 }

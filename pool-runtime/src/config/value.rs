@@ -11,8 +11,8 @@ use pool_settings::table;
 
 use crate::secret::redact_url;
 use crate::{
-    LoadBalanceHosts, NestedCheckout, PgBouncerMode, PoolClass, ResetOnReturn, Secret, SslMode,
-    TargetSessionAttrs,
+    LoadBalanceHosts, NestedCheckout, PgBouncerMode, PoolClass, ReadBalance, ResetOnReturn, Secret,
+    SslMode, TargetSessionAttrs,
 };
 
 /// A type that can be read from one environment variable.
@@ -220,7 +220,8 @@ enums!(
     SslMode: table::SSL_MODE,
     TargetSessionAttrs: table::TARGET_SESSION_ATTRS,
     LoadBalanceHosts: table::LOAD_BALANCE_HOSTS,
-    PgBouncerMode: table::PGBOUNCER
+    PgBouncerMode: table::PGBOUNCER,
+    ReadBalance: table::READ_BALANCE
 );
 
 /// `off`/`none` (any case) is `None`; unset without a default is `None`.
@@ -478,7 +479,8 @@ apply_if_some!(
     NestedCheckout,
     TargetSessionAttrs,
     LoadBalanceHosts,
-    PgBouncerMode
+    PgBouncerMode,
+    ReadBalance
 );
 
 macro_rules! apply_widen {

@@ -109,6 +109,11 @@ mod pg {
             self.hosts.iter().map(|(o, _)| o)
         }
 
+        /// Each host's `host:port`, in the URL's order.
+        pub(crate) fn labels(&self) -> impl Iterator<Item = &str> {
+            self.hosts.iter().map(|(_, l)| l.as_str())
+        }
+
         /// The `target_session_attrs` in effect (the URL's, else the setting).
         pub fn target_session_attrs(&self) -> TargetSessionAttrs {
             self.target_session_attrs

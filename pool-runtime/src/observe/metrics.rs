@@ -22,10 +22,30 @@
 //! | `db_pool_leaks_total` | counter | events | connections held past `leak_threshold` |
 //! | `db_pool_hook_failures_total` | counter | events | lifecycle hooks that failed, label `hook` |
 //! | `db_pool_nested_checkouts_total` | counter | events | acquires by a task already holding a connection of the pool |
+//!
+//! A [`ReplicaPool`](crate::ReplicaPool) named `app` publishes the series
+//! above for its write pool (`pool="app"`) and for each host's read pool
+//! (`pool="app@host:port"`), and these per host, labelled `pool` (`app`)
+//! and `node` (`host:port`):
+//!
+//! | name | kind | unit | meaning |
+//! |---|---|---|---|
+//! | `db_pool_replica_up` | gauge | 0/1 | the last check reached the node |
+//! | `db_pool_replica_role` | gauge | 0/1 | 1 for the node's role at the last check, label `role` (`primary`, `standby`, `unknown`), 0 for the others |
+//! | `db_pool_replica_serving` | gauge | 0/1 | the node serves reads now |
+//! | `db_pool_replica_lag_seconds` | gauge | seconds | replay lag at the last check that reached it (0 on a primary) |
+//! | `db_pool_replica_reads_total` | counter | reads | reads routed to the node |
+//! | `db_pool_replica_role_changes_total` | counter | events | role changes seen (a promotion) |
+//!
+//! and, labelled `pool` only, `db_pool_replica_fallback_reads_total`
+//! (reads sent to the primary because no standby qualified) and
+//! `db_pool_replica_refused_reads_total` (reads refused for the same
+//! reason with `read_fallback` off).
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
 use crate::CloseReason;
+use crate::observe::status::NodeRole;
 
 /// Gauge: connections open.
 pub const CONNECTIONS_OPEN: &str = "db_pool_connections_open";
@@ -55,6 +75,23 @@ pub const PRE_PING_FAILURES_TOTAL: &str = "db_pool_pre_ping_failures_total";
 pub const LEAKS_TOTAL: &str = "db_pool_leaks_total";
 /// Counter: acquires by a task that already held a connection of the pool.
 pub const NESTED_CHECKOUTS_TOTAL: &str = "db_pool_nested_checkouts_total";
+
+/// Gauge (0/1), per node: the last check reached it.
+pub const REPLICA_UP: &str = "db_pool_replica_up";
+/// Gauge (0/1), per node and `role`: 1 for its role at the last check.
+pub const REPLICA_ROLE: &str = "db_pool_replica_role";
+/// Gauge (0/1), per node: it serves reads now.
+pub const REPLICA_SERVING: &str = "db_pool_replica_serving";
+/// Gauge, per node: replay lag in seconds at the last check that reached it.
+pub const REPLICA_LAG: &str = "db_pool_replica_lag_seconds";
+/// Counter, per node: reads routed to it.
+pub const REPLICA_READS_TOTAL: &str = "db_pool_replica_reads_total";
+/// Counter, per node: role changes seen.
+pub const REPLICA_ROLE_CHANGES_TOTAL: &str = "db_pool_replica_role_changes_total";
+/// Counter: reads sent to the primary because no standby qualified.
+pub const REPLICA_FALLBACK_READS_TOTAL: &str = "db_pool_replica_fallback_reads_total";
+/// Counter: reads refused because no standby qualified (`read_fallback` off).
+pub const REPLICA_REFUSED_READS_TOTAL: &str = "db_pool_replica_refused_reads_total";
 
 /// Counter: lifecycle hooks that failed or timed out, by hook.
 pub const HOOK_FAILURES_TOTAL: &str = "db_pool_hook_failures_total";
@@ -123,6 +160,92 @@ pub fn describe() {
         Unit::Count,
         "Acquires by a task that already held a connection of the pool"
     );
+    describe_gauge!(REPLICA_UP, "1 when the last check reached the node, else 0");
+    describe_gauge!(
+        REPLICA_ROLE,
+        "1 for the node's role at the last check (label role), 0 for the others"
+    );
+    describe_gauge!(REPLICA_SERVING, "1 when the node serves reads now, else 0");
+    describe_gauge!(
+        REPLICA_LAG,
+        Unit::Seconds,
+        "Replay lag of the node at the last check that reached it"
+    );
+    describe_counter!(REPLICA_READS_TOTAL, Unit::Count, "Reads routed to the node");
+    describe_counter!(
+        REPLICA_ROLE_CHANGES_TOTAL,
+        Unit::Count,
+        "Role changes of the node seen by the checks"
+    );
+    describe_counter!(
+        REPLICA_FALLBACK_READS_TOTAL,
+        Unit::Count,
+        "Reads sent to the primary because no standby qualified"
+    );
+    describe_counter!(
+        REPLICA_REFUSED_READS_TOTAL,
+        Unit::Count,
+        "Reads refused because no standby qualified and read_fallback is off"
+    );
+}
+
+/// One host's series of a replica handle.
+pub(crate) struct NodeMetrics {
+    pub up: Gauge,
+    pub role: [Gauge; NodeRole::ALL.len()],
+    pub serving: Gauge,
+    pub lag: Gauge,
+    pub reads: Counter,
+    pub role_changes: Counter,
+}
+
+/// A replica handle's own series (no-ops when metrics are off).
+pub(crate) struct ReplicaMetrics {
+    pub nodes: Vec<NodeMetrics>,
+    pub fallback_reads: Counter,
+    pub refused_reads: Counter,
+}
+
+impl ReplicaMetrics {
+    pub(crate) fn new(pool: &str, nodes: &[String], enabled: bool) -> Self {
+        let node = |label: &String| {
+            if !enabled {
+                return NodeMetrics {
+                    up: Gauge::noop(),
+                    role: NodeRole::ALL.map(|_| Gauge::noop()),
+                    serving: Gauge::noop(),
+                    lag: Gauge::noop(),
+                    reads: Counter::noop(),
+                    role_changes: Counter::noop(),
+                };
+            }
+            let labels = [("pool", pool.to_owned()), ("node", label.clone())];
+            NodeMetrics {
+                up: metrics::gauge!(REPLICA_UP, &labels),
+                role: NodeRole::ALL.map(|role| {
+                    metrics::gauge!(REPLICA_ROLE, "pool" => pool.to_owned(), "node" => label.clone(), "role" => role.as_str())
+                }),
+                serving: metrics::gauge!(REPLICA_SERVING, &labels),
+                lag: metrics::gauge!(REPLICA_LAG, &labels),
+                reads: metrics::counter!(REPLICA_READS_TOTAL, &labels),
+                role_changes: metrics::counter!(REPLICA_ROLE_CHANGES_TOTAL, &labels),
+            }
+        };
+        let (fallback_reads, refused_reads) = if enabled {
+            let labels = [("pool", pool.to_owned())];
+            (
+                metrics::counter!(REPLICA_FALLBACK_READS_TOTAL, &labels),
+                metrics::counter!(REPLICA_REFUSED_READS_TOTAL, &labels),
+            )
+        } else {
+            (Counter::noop(), Counter::noop())
+        };
+        Self {
+            nodes: nodes.iter().map(node).collect(),
+            fallback_reads,
+            refused_reads,
+        }
+    }
 }
 
 /// One pool's registered handles (no-ops when metrics are off).

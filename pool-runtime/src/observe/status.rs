@@ -251,6 +251,84 @@ pub struct Status {
     /// above are the writer's, `health` is the worse of the two.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readers: Option<Box<Status>>,
+    /// The hosts of a [`ReplicaPool`](crate::ReplicaPool): each one's
+    /// role, lag, whether it serves reads, and its read pool; the fields
+    /// above are the write pool's, `health` takes the nodes in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Box<ReplicaStatus>>,
+}
+
+/// What a host of a [`ReplicaPool`](crate::ReplicaPool) is, as its last
+/// check found (`pg_is_in_recovery()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Not in recovery: takes writes.
+    Primary,
+    /// In recovery: a hot standby.
+    Standby,
+    /// Never reached yet.
+    Unknown,
+}
+
+impl NodeRole {
+    /// Every role, for metrics.
+    pub const ALL: [NodeRole; 3] = [Self::Primary, Self::Standby, Self::Unknown];
+
+    /// The label used in metrics and status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Standby => "standby",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The read side of a [`ReplicaPool`](crate::ReplicaPool).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ReplicaStatus {
+    /// `read_balance`.
+    pub read_balance: crate::ReadBalance,
+    /// `read_fallback`.
+    pub read_fallback: bool,
+    /// `read_max_lag`, seconds.
+    pub read_max_lag_seconds: Option<f64>,
+    /// Reads sent to the primary because no standby qualified.
+    pub fallback_reads: u64,
+    /// Reads refused because no standby qualified and fallback is off.
+    pub refused_reads: u64,
+    /// Every host of the URL, in its order.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One host of a [`ReplicaPool`](crate::ReplicaPool).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct NodeStatus {
+    /// `host:port`, as the URL names it.
+    pub node: String,
+    /// Its role at the last check.
+    pub role: NodeRole,
+    /// The last check reached it.
+    pub reachable: bool,
+    /// Replay lag at the last check that reached it, seconds (0 on a
+    /// primary, and on a standby that has replayed all it received).
+    pub lag_seconds: Option<f64>,
+    /// Whether it serves reads now.
+    pub serving: bool,
+    /// Why not, in words (`down (…)`, `is a primary`, `lagging 4.2 s >
+    /// read_max_lag 1.0 s`).
+    pub not_serving: Option<String>,
+    /// Reads routed to it.
+    pub reads: u64,
+    /// Its read pool (named `<name>@host:port`).
+    pub pool: Status,
 }
 
 /// The call site holding a connection longest.
@@ -308,6 +386,7 @@ impl Status {
             recommendations: Vec::new(),
             closed: counts.closed,
             readers: None,
+            replicas: None,
         };
         (status.health, status.health_reasons) = status.judge(settings);
         status.recommendations = status.advise(settings);
@@ -547,6 +626,22 @@ impl fmt::Display for Status {
         }
         if let Some(readers) = &self.readers {
             write!(f, "\n  readers: {readers}")?;
+        }
+        if let Some(replicas) = &self.replicas {
+            for n in &replicas.nodes {
+                let lag = n
+                    .lag_seconds
+                    .map_or_else(String::new, |l| format!(", lag {l:.1} s"));
+                let serving = match &n.not_serving {
+                    None => "serving reads".to_owned(),
+                    Some(why) => format!("not serving: {why}"),
+                };
+                write!(
+                    f,
+                    "\n  node {} ({}{lag}): {serving}, {} read(s), checked out {}",
+                    n.node, n.role, n.reads, n.pool.checked_out
+                )?;
+            }
         }
         for line in &self.recommendations {
             write!(f, "\n  - {line}")?;

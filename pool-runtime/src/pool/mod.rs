@@ -226,6 +226,13 @@ impl<DB: Backend> Pool<DB> {
         status
     }
 
+    /// Connections checked out or being opened: the cheap count a
+    /// `least-busy` [`ReplicaPool`](crate::ReplicaPool) compares.
+    pub(crate) fn busy(&self) -> u32 {
+        let ledger = self.shared.lock();
+        ledger.checked_out + ledger.connecting
+    }
+
     /// The settings the pool was built from. [`resize`](Self::resize) and
     /// [`set_connect_url`](Self::set_connect_url) change the pool, not
     /// these; [`status`](Self::status) shows the sizes in effect.

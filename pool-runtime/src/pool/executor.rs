@@ -11,6 +11,8 @@
 //! feature, which sqlx's `macros` feature turns on for the whole build), so
 //! `query!` users and everyone else see the same trait.
 
+use std::future::Future;
+
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
@@ -29,6 +31,12 @@ use crate::{Backend, PgBouncerMode};
 /// exists"). Sent as one simple query, both run on the same server
 /// connection. Found by `pgbouncer::transaction_mode_mixed_workload`.
 pub(crate) const PINNED_BEGIN: &str = "BEGIN; DEALLOCATE ALL";
+
+/// What `fetch_many` returns.
+type Rows<'e, DB> = BoxStream<
+    'e,
+    Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>,
+>;
 
 /// A query whose arguments were taken to see whether it has any, run as
 /// the unnamed statement (never cached, nothing left on the server).
@@ -100,39 +108,15 @@ where
 {
     type Database = DB;
 
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> Rows<'e, DB>
     where
         E: 'q + Execute<'q, DB>,
     {
         let acquire = self.checkout();
-        let query = match pinned(self, query) {
-            Ok((unnamed, binds)) => return fetch_many_pinned(acquire, unnamed, binds),
-            Err(query) => query,
-        };
-        Box::pin(
-            async_stream::try_stream! {
-                let mut conn = acquire.await?;
-                let failed = {
-                    let mut rows = conn.fetch_many(query);
-                    loop {
-                        match rows.try_next().await {
-                            Ok(Some(row)) => yield row,
-                            Ok(None) => break None,
-                            Err(error) => break Some(error),
-                        }
-                    }
-                };
-                if let Some(error) = failed {
-                    // A dead connection is closed, not reused (see `report_error`).
-                    conn.report_error(&error);
-                    Err(error)?;
-                }
-            }
-            .boxed(),
-        )
+        match pinned(self, query) {
+            Ok((unnamed, binds)) => rows(acquire, unnamed, binds),
+            Err(query) => rows(acquire, query, false),
+        }
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -143,34 +127,10 @@ where
         E: 'q + Execute<'q, DB>,
     {
         let acquire = self.checkout();
-        let query = match pinned(self, query) {
-            Ok((unnamed, binds)) => {
-                return Box::pin(async move {
-                    let mut conn = acquire.await?;
-                    if binds {
-                        begin_pinned(&mut conn).await?;
-                    }
-                    let result = conn.fetch_optional(unnamed).await;
-                    match &result {
-                        Err(error) => {
-                            conn.report_error(error);
-                        }
-                        Ok(_) if binds => commit_pinned(&mut conn).await?,
-                        Ok(_) => {}
-                    }
-                    result
-                });
-            }
-            Err(query) => query,
-        };
-        Box::pin(async move {
-            let mut conn = acquire.await?;
-            let result = conn.fetch_optional(query).await;
-            if let Err(error) = &result {
-                conn.report_error(error);
-            }
-            result
-        })
+        match pinned(self, query) {
+            Ok((unnamed, binds)) => Box::pin(optional(acquire, unnamed, binds)),
+            Err(query) => Box::pin(optional(acquire, query, false)),
+        }
     }
 
     fn prepare_with<'e>(
@@ -223,23 +183,19 @@ where
     }
 }
 
-/// `fetch_many` of a pinned statement: in a transaction when it has binds.
-fn fetch_many_pinned<'e, 'q: 'e, DB, E>(
-    acquire: impl std::future::Future<Output = Result<PooledConnection<DB>, crate::Error>>
-    + Send
-    + 'static,
-    query: Unnamed<E, DB::Arguments>,
-    binds: bool,
-) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+/// The rows of one statement on a connection checked out for it, inside a
+/// transaction when `in_transaction` (a pinned statement with binds).
+fn rows<'e, 'q: 'e, DB, E, A>(acquire: A, query: E, in_transaction: bool) -> Rows<'e, DB>
 where
     DB: Backend,
+    A: Future<Output = Result<PooledConnection<DB>, crate::Error>> + Send + 'static,
     E: 'q + Execute<'q, DB>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     Box::pin(
         async_stream::try_stream! {
             let mut conn = acquire.await?;
-            if binds {
+            if in_transaction {
                 begin_pinned(&mut conn).await?;
             }
             let failed = {
@@ -253,14 +209,43 @@ where
                 }
             };
             if let Some(error) = failed {
-                // The open transaction is rolled back on return.
+                // A dead connection is closed, not reused (see
+                // `report_error`); an open transaction is rolled back on
+                // return.
                 conn.report_error(&error);
                 Err(error)?;
             }
-            if binds {
+            if in_transaction {
                 commit_pinned(&mut conn).await?;
             }
         }
         .boxed(),
     )
+}
+
+/// `fetch_optional` of one statement, as [`rows`].
+async fn optional<'q, DB, E, A>(
+    acquire: A,
+    query: E,
+    in_transaction: bool,
+) -> Result<Option<DB::Row>, sqlx::Error>
+where
+    DB: Backend,
+    A: Future<Output = Result<PooledConnection<DB>, crate::Error>>,
+    E: 'q + Execute<'q, DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let mut conn = acquire.await?;
+    if in_transaction {
+        begin_pinned(&mut conn).await?;
+    }
+    let result = conn.fetch_optional(query).await;
+    match &result {
+        Err(error) => {
+            conn.report_error(error);
+        }
+        Ok(_) if in_transaction => commit_pinned(&mut conn).await?,
+        Ok(_) => {}
+    }
+    result
 }

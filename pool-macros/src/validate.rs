@@ -453,6 +453,7 @@ fn profile_values<'t>(texts: &'t BTreeMap<&'static str, String>) -> pool_setting
         read_check_interval: duration("read_check_interval"),
         health_warning_percent: percent("health_warning_percent"),
         health_critical_percent: percent("health_critical_percent"),
+        hosts: text("hosts").map(|t| (!pool_settings::is_off(t) && !t.is_empty()).then_some(t)),
         pgbouncer: text("pgbouncer"),
         pgbouncer_pool_size: text("pgbouncer_pool_size").map(|t| {
             (!pool_settings::is_off(t))
@@ -474,6 +475,7 @@ const CHECKED: &[&str] = &[
     "pool_recycle",
     "health_warning_percent",
     "health_critical_percent",
+    "hosts",
     "pgbouncer",
     "pgbouncer_pool_size",
 ];

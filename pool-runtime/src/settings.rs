@@ -492,6 +492,10 @@ pub struct PoolSettings {
     /// PEM file of the client certificate's key (libpq's `sslkey`); `None`
     /// keeps the URL's own.
     pub sslkey: Option<String>,
+    /// PostgreSQL hosts, `host:port,host:port`, in place of the URL's own
+    /// host list (libpq's multi-host form), so the topology can be set
+    /// apart from the URL and its password. `None` keeps the URL's.
+    pub hosts: Option<String>,
     /// Which host of a PostgreSQL URL a connection may stay on (libpq's
     /// `target_session_attrs`). The URL's own `?target_session_attrs=`
     /// wins: this applies to URLs without one, and a URL that names a
@@ -571,6 +575,7 @@ impl PoolSettings {
             sslrootcert: None,
             sslcert: None,
             sslkey: None,
+            hosts: None,
             target_session_attrs: TargetSessionAttrs::Any,
             load_balance_hosts: LoadBalanceHosts::Disable,
             pgbouncer: PgBouncerMode::Off,
@@ -628,6 +633,33 @@ impl PoolSettings {
         }
     }
 
+    /// What the pool connects to: `url` with [`hosts`](Self::hosts) in
+    /// place of its host list when set (and `hosts` then cleared, so the
+    /// result is its own truth).
+    pub(crate) fn with_hosts_applied(mut self) -> Result<Self, crate::Error> {
+        let Some(hosts) = self.hosts.take() else {
+            return Ok(self);
+        };
+        let url = self.url.expose();
+        let rewritten = match crate::hosts::url::HostList::parse(url) {
+            Ok(Some(list)) => list.with_hosts(&hosts),
+            Ok(None) => {
+                return Err(crate::Error::InvalidUrl {
+                    url: self.url.redacted(),
+                    reason: "has no scheme://, so hosts cannot replace its host list".to_owned(),
+                });
+            }
+            Err(reason) => {
+                return Err(crate::Error::InvalidUrl {
+                    url: self.url.redacted(),
+                    reason,
+                });
+            }
+        };
+        self.url = rewritten.into();
+        Ok(self)
+    }
+
     /// The values the shared validator looks at.
     pub(crate) fn values(&self) -> pool_settings::Values<'_> {
         pool_settings::Values {
@@ -643,6 +675,7 @@ impl PoolSettings {
             read_check_interval: Some(self.read_check_interval),
             health_warning_percent: Some(self.health.warning_percent),
             health_critical_percent: Some(self.health.critical_percent),
+            hosts: Some(self.hosts.as_deref()),
             pgbouncer: Some(match self.pgbouncer {
                 PgBouncerMode::Off => "off",
                 PgBouncerMode::Session => "session",
@@ -718,6 +751,8 @@ impl PoolSettingsBuilder {
         sslcert: Option<String>,
         /// See [`PoolSettings::sslkey`].
         sslkey: Option<String>,
+        /// See [`PoolSettings::hosts`].
+        hosts: Option<String>,
         /// See [`PoolSettings::target_session_attrs`].
         target_session_attrs: TargetSessionAttrs,
         /// See [`PoolSettings::load_balance_hosts`].
@@ -808,6 +843,7 @@ mod tests {
             sslrootcert: _,
             sslcert: _,
             sslkey: _,
+            hosts: _,
             target_session_attrs: _,
             load_balance_hosts: _,
             pgbouncer: _,

@@ -863,3 +863,54 @@ async fn failover_under_64_writers_five_times() {
         after_writable[RUNS - 1]
     );
 }
+
+/// `DB_HOSTS` replaces the URL's host list: the URL names a port where
+/// nothing listens, the setting lists the standby then the primary, and a
+/// read-write pool lands on the primary. An empty entry and SQLite are
+/// refused, naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_setting_replaces_the_urls_host_list() {
+    let cluster = shared_cluster();
+    let db = database(cluster).await;
+    let nothing = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = nothing.local_addr().unwrap();
+    drop(nothing);
+    let url = format!("postgres://postgres:{PASSWORD}@{closed}/{}", db.name());
+    let hosts = format!("{},{}", cluster.proxy(1).addr(), cluster.proxy(0).addr());
+    let app = pool_testkit::fixtures::unique_app_name("failover-hosts");
+    let config = StandardPoolConfig::from_map([
+        ("DATABASE_URL", url.as_str()),
+        ("DB_HOSTS", hosts.as_str()),
+        ("DB_TARGET_SESSION_ATTRS", "read-write"),
+        ("DB_APPLICATION_NAME", app.as_str()),
+        ("DB_POOL_SIZE", "2"),
+    ])
+    .unwrap();
+    let pool = Pool::<Postgres>::connect(config.settings()).await.unwrap();
+    let held = [pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+    let counts = cluster.connections_by_node(&app).await.unwrap();
+    assert_eq!(counts, [Some(2), Some(0)], "by node");
+    drop(held);
+    pool.close().await;
+
+    let err = StandardPoolConfig::from_map([
+        ("DATABASE_URL", url.as_str()),
+        ("DB_HOSTS", "db1:5432,,db2:5432"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("DB_HOSTS") && err.contains("has an empty entry") && !err.contains(PASSWORD),
+        "{err}"
+    );
+    let err = StandardPoolConfig::from_map([
+        ("DATABASE_URL", "sqlite://app.db"),
+        ("DB_HOSTS", "db1:5432"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("DB_HOSTS") && err.contains("the URL is a SQLite database"),
+        "{err}"
+    );
+}

@@ -33,6 +33,8 @@ pub struct Values<'a> {
     pub health_warning_percent: Option<f64>,
     /// `health_critical_percent`.
     pub health_critical_percent: Option<f64>,
+    /// `hosts` (`Some(None)`: unset).
+    pub hosts: Option<Option<&'a str>>,
     /// `pgbouncer`, as config text.
     pub pgbouncer: Option<&'a str>,
     /// `pgbouncer_pool_size` (`Some(None)`: off).
@@ -157,6 +159,21 @@ pub fn check(v: &Values<'_>) -> Vec<Problem> {
             "off for SQLite (PgBouncer pools PostgreSQL connections)",
         );
     }
+    if let Some(Some(hosts)) = v.hosts {
+        if v.url.is_some_and(|u| u.trim_start().starts_with("sqlite:")) {
+            push(
+                &["hosts", "url"],
+                "hosts are set but the URL is a SQLite database".to_owned(),
+                "no hosts for SQLite",
+            );
+        } else if hosts.split(',').any(|h| h.trim().is_empty()) {
+            push(
+                &["hosts"],
+                format!("{hosts:?} has an empty entry"),
+                "host:port entries separated by commas (db1:5432,db2:5432)",
+            );
+        }
+    }
     if v.pgbouncer_pool_size == Some(Some(0)) {
         push(
             &["pgbouncer_pool_size"],
@@ -196,6 +213,7 @@ mod tests {
             read_check_interval: Some(Duration::ZERO),
             health_warning_percent: Some(95.0),
             health_critical_percent: Some(90.0),
+            hosts: Some(Some("db1:5432,")),
             pgbouncer: Some("Transaction"),
             pgbouncer_pool_size: Some(Some(0)),
         };
@@ -213,6 +231,7 @@ mod tests {
                 "read_max_lag",
                 "read_check_interval",
                 "health_warning_percent",
+                "hosts",
                 "pgbouncer_pool_size"
             ]
         );

@@ -398,6 +398,13 @@ pub const SETTINGS: &[Setting] = &[
         "PEM file of the client certificate's private key (libpq's `sslkey`); unset keeps the URL's own.",
     ),
     s(
+        "hosts",
+        &["hosts"],
+        Kind::OptText,
+        "",
+        "PostgreSQL hosts as `host:port,host:port`, in place of the URL's own host list (libpq's multi-host form); unset keeps the URL's.",
+    ),
+    s(
         "target_session_attrs",
         &["target_session_attrs"],
         Kind::Enum(&TARGET_SESSION_ATTRS),

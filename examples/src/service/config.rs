@@ -63,6 +63,8 @@ pub struct ServiceConfig {
     pub sslcert: Option<String>,
     /// PEM file of the client certificate's private key.
     pub sslkey: Option<String>,
+    /// PostgreSQL hosts as host:port,host:port in place of DATABASE_URL's own (so the URL can stay one secret while the topology is configuration); unset keeps the URL's.
+    pub hosts: Option<String>,
     /// PostgreSQL with several hosts in DATABASE_URL (postgres://u@h1:5432,h2:5432/db): stay on any, read-write, read-only, primary, standby or prefer-standby; read-write follows a failover. The URL's own target_session_attrs wins.
     #[pool(default = "any")]
     pub target_session_attrs: TargetSessionAttrs,

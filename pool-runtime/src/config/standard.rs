@@ -88,6 +88,8 @@ pub struct StandardPoolConfig {
     pub sslcert: Option<String>,
     /// PEM file of the client certificate's key (libpq's sslkey).
     pub sslkey: Option<String>,
+    /// PostgreSQL hosts as host:port,host:port, in place of the URL's own host list; unset keeps the URL's.
+    pub hosts: Option<String>,
     /// Which host of a multi-host URL to stay on: any, read-write, read-only, primary, standby or prefer-standby; the URL's own target_session_attrs wins.
     #[pool(default = "any")]
     pub target_session_attrs: TargetSessionAttrs,

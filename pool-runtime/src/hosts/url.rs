@@ -72,6 +72,11 @@ impl<'a> HostList<'a> {
         url
     }
 
+    /// The URL with `hosts` (`h1:5432,h2:5433`) in place of its own list.
+    pub(crate) fn with_hosts(&self, hosts: &str) -> String {
+        format!("{}{}{}", self.head, hosts.trim(), self.tail)
+    }
+
     /// The host list, for putting back into a URL rewritten whole.
     pub(crate) fn joined(&self) -> String {
         self.hosts.join(",")

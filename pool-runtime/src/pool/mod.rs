@@ -119,6 +119,7 @@ impl<DB: Backend> Pool<DB> {
 
     fn build(settings: PoolSettings, hooks: Hooks<DB>) -> Result<Self, Error> {
         settings.validate()?;
+        let settings = settings.with_hosts_applied()?;
         let options = DB::options(&settings)?;
         let readers = DB::reader_options(&settings, &options).map(|read_only| {
             let mut readers = settings.clone();

@@ -129,6 +129,7 @@ mod handle {
         /// checks every host once, and starts the background checks.
         pub async fn connect(settings: PoolSettings) -> Result<Self, Error> {
             settings.validate()?;
+            let settings = settings.with_hosts_applied()?;
             let (writer_settings, node_settings) = split(&settings)?;
             let mut checkers = Vec::new();
             let mut nodes = Vec::new();

@@ -656,3 +656,75 @@ async fn bad_settings_are_refused_with_clear_errors() {
         "{err}"
     );
 }
+
+/// The connection budget per node: the write pool (4), a node's read
+/// pool (4) and the check connection, times `replicas`, against each
+/// node's own `max_connections`. Within it, nothing is said; beyond it,
+/// every node is named (the primary too: the write pool is there now,
+/// and any standby may be promoted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_is_checked_on_every_node() {
+    let cluster = shared_cluster();
+    let db = database(cluster).await;
+    let app = pool_testkit::fixtures::unique_app_name("replicas-budget");
+    let max: i64 = {
+        let mut admin = sqlx::PgConnection::connect(&cluster.url(cluster.primary()))
+            .await
+            .unwrap();
+        let max: String = sqlx::query_scalar("SHOW max_connections")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        let reserved: String = sqlx::query_scalar("SHOW superuser_reserved_connections")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        max.parse::<i64>().unwrap() - reserved.parse::<i64>().unwrap()
+    };
+    let budget_lines = |status: &Status| -> Vec<String> {
+        status
+            .recommendations
+            .iter()
+            .filter(|r| r.starts_with("node "))
+            .cloned()
+            .collect()
+    };
+    let read_everywhere = |pool: &ReplicaPool| {
+        let pool = pool.clone();
+        async move {
+            for _ in 0..4 {
+                let one: i32 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(pool.reader().unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(one, 1);
+            }
+        }
+    };
+
+    let within = ReplicaPool::connect(settings(cluster, &db, &app))
+        .await
+        .unwrap();
+    read_everywhere(&within).await;
+    let lines = budget_lines(&within.status());
+    assert!(lines.is_empty(), "9 connections per node fit: {lines:?}");
+    within.close().await;
+
+    let mut over = settings(cluster, &db, &app);
+    over.replicas = u32::try_from(max / 9 + 1).unwrap();
+    let needed = 9 * i64::from(over.replicas);
+    let pool = ReplicaPool::connect(over).await.unwrap();
+    read_everywhere(&pool).await;
+    let lines = budget_lines(&pool.status());
+    assert_eq!(lines.len(), 3, "one line per node: {lines:?}");
+    for (i, line) in lines.iter().enumerate() {
+        let label = cluster.proxy(i).addr().to_string();
+        assert!(
+            line.starts_with(&format!("node {label}:"))
+                && line.contains(&format!("can hold {needed} connections on it"))
+                && line.contains(&format!("it allows {max}")),
+            "{line}"
+        );
+    }
+    pool.close().await;
+}

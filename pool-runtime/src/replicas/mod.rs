@@ -324,6 +324,13 @@ mod handle {
             status.health = status.health.max(read_health);
             status.health_reasons.extend(critical);
             status.health_reasons.extend(warning);
+            let writer = inner.writer.settings().capacity();
+            let primary_limits = status.server;
+            for node in &nodes {
+                if let Some(line) = node_budget(&inner.settings, writer, node, primary_limits) {
+                    status.recommendations.push(line);
+                }
+            }
             status.replicas = Some(Box::new(ReplicaStatus {
                 read_balance: inner.settings.read_balance,
                 read_fallback: inner.settings.read_fallback,
@@ -432,6 +439,38 @@ mod handle {
 
     /// The write pool's settings, and each host's read pool settings with
     /// its `host:port`.
+    /// The connection budget of one node: the write pool goes to whichever
+    /// node is primary, so every node must hold it beside its own read
+    /// pool and the handle's check connection, times `replicas` copies of
+    /// the service. `None` when it fits or the node's limit is unknown yet
+    /// (a read pool learns it at its first connect).
+    fn node_budget(
+        settings: &PoolSettings,
+        writer: u32,
+        node: &NodeStatus,
+        primary_limits: Option<crate::backend::ServerLimits>,
+    ) -> Option<String> {
+        let limits = match (node.pool.server, node.role) {
+            (Some(limits), _) => limits,
+            (None, NodeRole::Primary) => primary_limits?,
+            (None, _) => return None,
+        };
+        let max = u64::from(limits.max_connections?);
+        let reads = node.pool.pool_size.saturating_add(node.pool.max_overflow);
+        let replicas = u64::from(settings.replicas.max(1));
+        let each = u64::from(writer) + u64::from(reads) + 1;
+        let needed = each * replicas;
+        (needed > max).then(|| {
+            format!(
+                "node {}: the write pool ({writer}), its read pool ({reads}) and the check \
+                 connection across {replicas} replica(s) can hold {needed} connections on it \
+                 (the write pool moves to whichever node is primary), but it allows {max}: \
+                 lower pool_size or max_overflow, or raise max_connections on every node",
+                node.node
+            )
+        })
+    }
+
     fn split(
         settings: &PoolSettings,
     ) -> Result<(PoolSettings, Vec<(String, PoolSettings)>), Error> {

@@ -914,3 +914,52 @@ async fn the_hosts_setting_replaces_the_urls_host_list() {
         "{err}"
     );
 }
+
+/// A failed pre-ping is a sign of a failover too: after the primary stops
+/// and the standby is promoted, the first checkout's ping fails on one
+/// idle connection, and the other idle ones (all on the dead node) are
+/// replaced at once instead of each being pinged in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pre_ping_replaces_the_connections_of_a_read_write_pool() {
+    let (cluster, _db, url) = writes_cluster().await;
+    let app = pool_testkit::fixtures::unique_app_name("failover-ping");
+    let mut s = settings(url, &app, 4);
+    s.pre_ping_bypass = Duration::ZERO;
+    let pool = Pool::<Postgres>::connect(s).await.unwrap();
+    let held: Vec<_> = futures_util::future::join_all((0..4).map(|_| pool.acquire()))
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(held);
+    let idle = pool.status().checked_in;
+    assert_eq!(idle, 4, "{}", pool.status());
+
+    let cluster2 = Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || {
+        cluster2.stop(0).unwrap();
+        cluster2.promote(1).unwrap();
+    })
+    .await
+    .unwrap();
+
+    let mut conn = pool.acquire().await.unwrap();
+    let port: i32 =
+        sqlx::query_scalar("INSERT INTO writes (port) VALUES (inet_server_port()) RETURNING port")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        node_of(&cluster, port),
+        1,
+        "the write landed on the promoted node"
+    );
+    drop(conn);
+    let totals = pool.status().totals;
+    assert_eq!(
+        totals.ping_failures, 1,
+        "one ping failed, the rest were replaced: {totals:?}"
+    );
+    assert_eq!(totals.closed.invalidated, 3, "{totals:?}");
+    pool.close().await;
+}

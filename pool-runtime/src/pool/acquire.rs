@@ -279,7 +279,8 @@ async fn ping_checked_out<DB: Backend>(
         .settings
         .network_timeout
         .min(deadline.saturating_duration_since(now));
-    if ping(&shared, conn.raw_mut(), bound).await {
+    let epoch = conn.meta().epoch;
+    if ping(&shared, conn.raw_mut(), epoch, bound).await {
         conn.verified(Instant::now());
         conn.keep();
         Ok(conn)
@@ -290,10 +291,13 @@ async fn ping_checked_out<DB: Backend>(
 
 /// One ping bounded by `bound`, booked either way: a success verifies the
 /// database for health; a failure is counted, makes the other idle
-/// connections suspect (they likely died with it) and is logged.
+/// connections suspect (they likely died with it) and is logged. A ping
+/// that failed (rather than ran out of time, which a busy server can do)
+/// is a sign of a failover, as a lost connection is for a statement.
 pub(crate) async fn ping<DB: Backend>(
     shared: &Shared<DB>,
     raw: &mut DB::Connection,
+    epoch: u64,
     bound: Duration,
 ) -> bool {
     let ping = tokio::time::timeout(bound, crate::backend::ping::<DB>(raw)).await;
@@ -303,7 +307,11 @@ pub(crate) async fn ping<DB: Backend>(
             shared.lock().signals.pinged(now);
             return true;
         }
-        Ok(Err(e)) => crate::error::sqlx_text(&e),
+        Ok(Err(e)) => {
+            let error = crate::error::sqlx_text(&e);
+            shared.failover_sign(epoch, &error);
+            error
+        }
         Err(_) => format!("no answer within {bound:?}"),
     };
     {

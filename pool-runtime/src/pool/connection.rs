@@ -150,14 +150,8 @@ impl<DB: Backend> PooledConnection<DB> {
         }
         if (gone || read_only) && DB::fails_over(&self.shared.target().options) {
             self.discard.get_or_insert(CloseReason::Invalidated);
-            if self.shared.invalidate(Some(self.meta.epoch)) {
-                tracing::warn!(
-                    target: "pool_runtime::events",
-                    pool = %self.shared.settings.name,
-                    error = %crate::error::sqlx_text(error),
-                    "possible failover: replacing every connection, new ones choose a host again"
-                );
-            }
+            self.shared
+                .failover_sign(self.meta.epoch, &crate::error::sqlx_text(error));
         }
         gone
     }

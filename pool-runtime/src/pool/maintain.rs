@@ -110,7 +110,8 @@ async fn probe<DB: Backend>(shared: &Arc<Shared<DB>>) {
         // it or, when it is dead, to us.
         let pool = reservation.into_checked_out();
         let bound = shared.settings.network_timeout;
-        if super::acquire::ping(shared, &mut idle.raw, bound).await {
+        let epoch = idle.meta.epoch;
+        if super::acquire::ping(shared, &mut idle.raw, epoch, bound).await {
             idle.meta.verified = Instant::now();
             shared.release(holder, Instant::now(), Some(idle), None);
             return;

@@ -122,6 +122,21 @@ impl<DB: Backend> Shared<DB> {
         true
     }
 
+    /// A sign of a failover on a connection made in `epoch` (lost,
+    /// terminated, a write refused, a failed pre-ping): in a pool that must
+    /// stay on a primary, every connection made until then is replaced,
+    /// once per failover, and new ones choose a host again.
+    pub(crate) fn failover_sign(&self, epoch: u64, error: &str) {
+        if DB::fails_over(&self.target().options) && self.invalidate(Some(epoch)) {
+            tracing::warn!(
+                target: "pool_runtime::events",
+                pool = %self.settings.name,
+                error = %error,
+                "possible failover: replacing every connection, new ones choose a host again"
+            );
+        }
+    }
+
     /// How long idle connections stay beyond QueuePool's rule.
     pub(crate) fn lingering(&self) -> Lingering {
         Lingering {

@@ -568,3 +568,52 @@ fn bad_pgbouncer_settings_are_refused() {
     let err = "transactoin".parse::<PgBouncerMode>().unwrap_err();
     assert!(err.contains("off, session, transaction"), "{err}");
 }
+
+/// `&pool` statements cancelled at every point (inside `BEGIN`, the
+/// statement, `COMMIT`) in transaction mode, on a pool of one connection:
+/// after each, a statement without binds (one message, no transaction of
+/// the pool's around it) must be committed at once, seen from another
+/// connection. A connection given back inside a transaction the pool does
+/// not know of would swallow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelled_statements_leave_no_open_transaction_behind() {
+    use sqlx::Connection;
+    let server = server();
+    let bouncer = bouncer(&server, PoolMode::Transaction);
+    let db = database(&server).await;
+    let mut s = settings(
+        bouncer.url_for(&db.url()),
+        "cancelled",
+        PgBouncerMode::Transaction,
+    );
+    s.pool_size = 1;
+    let pool = Pool::<Postgres>::connect(s).await.unwrap();
+    let mut direct = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let mut cancelled = 0;
+    for i in 0..400i64 {
+        let insert = sqlx::query("INSERT INTO items (name, n, flag) VALUES ($1, 0, true)")
+            .bind("storm")
+            .execute(&pool);
+        let bound = Duration::from_micros((i as u64 * 37) % 900);
+        if tokio::time::timeout(bound, insert).await.is_err() {
+            cancelled += 1;
+        }
+        sqlx::raw_sql("INSERT INTO items (name, n, flag) VALUES ('after', 0, true)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE name = 'after'")
+            .fetch_one(&mut direct)
+            .await
+            .unwrap();
+        assert_eq!(
+            seen,
+            i + 1,
+            "after {cancelled} cancelled statements, a write was not committed: {}",
+            pool.status()
+        );
+    }
+    eprintln!("{cancelled} of 400 statements cancelled");
+    assert!(cancelled > 0, "no statement was cancelled");
+    pool.close().await;
+}

@@ -82,13 +82,21 @@ fn pinned<'q, DB: Backend, E: Execute<'q, DB>>(
     ))
 }
 
-/// Begins the transaction a pinned statement runs in.
+/// Begins the transaction a pinned statement runs in. A connection whose
+/// `BEGIN` was in flight when the caller gave up is closed, not reused:
+/// the server may be in a transaction sqlx does not count (as in
+/// [`Transaction::begin`](super::Transaction)). Found by
+/// `pgbouncer::cancelled_statements_leave_no_open_transaction_behind`.
 pub(crate) async fn begin_pinned<DB: Backend>(
     conn: &mut PooledConnection<DB>,
 ) -> Result<(), sqlx::Error> {
+    conn.discard_as(crate::CloseReason::Discarded);
     let result = DB::TransactionManager::begin(conn, Some(SqlStr::from_static(PINNED_BEGIN))).await;
-    if let Err(error) = &result {
-        conn.report_error(error);
+    match &result {
+        Ok(()) => conn.keep(),
+        Err(error) => {
+            conn.report_error(error);
+        }
     }
     result
 }

@@ -7,7 +7,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pool_testkit::{PgBouncer, PoolMode, ServerKind, TestServer};
@@ -41,8 +41,6 @@ async fn the_service_runs_behind_transaction_mode() {
     let requests = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs(5);
     let svc = Arc::new(svc);
-    let mut probe = server.connect_admin().await.unwrap();
-    let done = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..16)
         .map(|c| {
             let (svc, failures, requests) = (svc.clone(), failures.clone(), requests.clone());
@@ -76,32 +74,15 @@ async fn the_service_runs_behind_transaction_mode() {
             })
         })
         .collect();
-    let sampler = {
-        let done = done.clone();
-        let name = db.name().to_owned();
-        async move {
-            let mut peak = 0i64;
-            while !done.load(Ordering::SeqCst) {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity
-                     WHERE backend_type = 'client backend' AND datname = $1",
-                )
-                .bind(&name)
-                .fetch_one(&mut probe)
-                .await
-                .unwrap();
-                peak = peak.max(n);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            peak
+    let work = async {
+        for client in clients {
+            client.await.unwrap();
         }
     };
-    let sampler = tokio::spawn(sampler);
-    for client in clients {
-        client.await.unwrap();
-    }
-    done.store(true, Ordering::SeqCst);
-    let peak = sampler.await.unwrap();
+    let ((), peak) =
+        pool_testkit::assert::peak_database_connections_during(&server, db.name(), work)
+            .await
+            .unwrap();
     let (_, health) = svc.health().await;
     eprintln!(
         "{} requests, {} failed rounds, peak server backends {peak}; pool {}",
@@ -117,7 +98,7 @@ async fn the_service_runs_behind_transaction_mode() {
     );
     assert!(requests.load(Ordering::Relaxed) > 100);
     assert!(
-        peak <= i64::from(BOUNCER_POOL),
+        peak <= BOUNCER_POOL as usize,
         "the server saw {peak} backends behind a PgBouncer pool of {BOUNCER_POOL}"
     );
     assert!(

@@ -10,7 +10,7 @@
 //! from the server (pg_stat_activity), never from the pool's own view.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -232,37 +232,41 @@ macro_rules! mixed_op {
     }};
 }
 
-/// The peak of the server's backends for `db` while `work` runs, sampled
-/// every 10 ms on the server itself.
+/// The mixed workload from `tasks` tasks per pool until `until`, all
+/// awaited; for our pools and sqlx's alike.
+macro_rules! mixed_workload {
+    ($pools:expr, $tasks:expr, $until:expr, $tally:expr) => {{
+        let mut handles = Vec::new();
+        for (p, pool) in $pools.iter().enumerate() {
+            for t in 0..$tasks {
+                let pool = pool.clone();
+                let tally = Arc::clone($tally);
+                let until = $until;
+                handles.push(tokio::spawn(async move {
+                    let tag = format!("p{p}t{t}");
+                    let mut i = t;
+                    while Instant::now() < until {
+                        mixed_op!(&pool, i, &tag, &tally);
+                        i += 1;
+                    }
+                }));
+            }
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    }};
+}
+
+/// The peak of the server's backends for database `db` while `work` runs.
 async fn peak_backends_during<F: std::future::Future>(
     server: &TestServer,
     db: &str,
     work: F,
-) -> (F::Output, i64) {
-    let mut probe = server.connect_admin().await.unwrap();
-    let done = AtomicBool::new(false);
-    let sampler = async {
-        let mut peak = 0;
-        while !done.load(Ordering::SeqCst) {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE backend_type = 'client backend' AND datname = $1",
-            )
-            .bind(db)
-            .fetch_one(&mut probe)
-            .await
-            .unwrap();
-            peak = peak.max(n);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        peak
-    };
-    let work = async {
-        let out = work.await;
-        done.store(true, Ordering::SeqCst);
-        out
-    };
-    tokio::join!(work, sampler)
+) -> (F::Output, usize) {
+    pool_testkit::assert::peak_database_connections_during(server, db, work)
+        .await
+        .unwrap()
 }
 
 /// How long the mixed workloads run: 30 s as the issue asks, or
@@ -296,26 +300,7 @@ async fn transaction_mode_mixed_workload_8_pools_x_10() {
     }
     let tally = Arc::new(Tally::default());
     let until = Instant::now() + soak();
-    let work = async {
-        let mut tasks = Vec::new();
-        for (p, pool) in pools.iter().enumerate() {
-            for t in 0..10 {
-                let pool = pool.clone();
-                let tally = Arc::clone(&tally);
-                tasks.push(tokio::spawn(async move {
-                    let tag = format!("p{p}t{t}");
-                    let mut i = t;
-                    while Instant::now() < until {
-                        mixed_op!(&pool, i, &tag, &tally);
-                        i += 1;
-                    }
-                }));
-            }
-        }
-        for task in tasks {
-            task.await.unwrap();
-        }
-    };
+    let work = async { mixed_workload!(pools, 10, until, &tally) };
     let ((), peak) = peak_backends_during(&server, db.name(), work).await;
     eprintln!(
         "our pool, PgBouncer transaction mode: {}; peak server backends {peak}",
@@ -328,7 +313,7 @@ async fn transaction_mode_mixed_workload_8_pools_x_10() {
         tally.report()
     );
     assert!(
-        peak <= i64::from(BOUNCER_POOL),
+        peak <= BOUNCER_POOL as usize,
         "the server saw {peak} backends behind a PgBouncer pool of {BOUNCER_POOL}"
     );
     let rolled_back: i64 =
@@ -364,24 +349,7 @@ async fn the_same_workload_through_sqlx_pool_fails() {
     }
     let tally = Arc::new(Tally::default());
     let until = Instant::now() + Duration::from_secs(5).min(soak());
-    let mut tasks = Vec::new();
-    for (p, pool) in pools.iter().enumerate() {
-        for t in 0..10 {
-            let pool = pool.clone();
-            let tally = Arc::clone(&tally);
-            tasks.push(tokio::spawn(async move {
-                let tag = format!("p{p}t{t}");
-                let mut i = t;
-                while Instant::now() < until {
-                    mixed_op!(&pool, i, &tag, &tally);
-                    i += 1;
-                }
-            }));
-        }
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    mixed_workload!(pools, 10, until, &tally);
     eprintln!(
         "sqlx::PgPool, PgBouncer transaction mode: {}",
         tally.report()

@@ -257,20 +257,43 @@ pub async fn peak_connections_during<F: Future>(
     app_name: &str,
     work: F,
 ) -> Result<(F::Output, usize), crate::Error> {
+    peak_during(server, "application_name", app_name, work).await
+}
+
+/// [`peak_connections_during`] for every client backend connected to
+/// database `db`, whatever its `application_name`: what a server has open
+/// behind a pooler such as PgBouncer, whose server connections carry the
+/// name of whichever client used them last.
+pub async fn peak_database_connections_during<F: Future>(
+    server: &TestServer,
+    db: &str,
+    work: F,
+) -> Result<(F::Output, usize), crate::Error> {
+    peak_during(server, "datname", db, work).await
+}
+
+/// Samples the count of client backends whose `column` is `value`.
+async fn peak_during<F: Future>(
+    server: &TestServer,
+    column: &'static str,
+    value: &str,
+    work: F,
+) -> Result<(F::Output, usize), crate::Error> {
     let mut conn = server.connect_admin().await?;
     let done = AtomicBool::new(false);
+    let count = format!(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND {column} = $1"
+    );
     let sampler = async {
         let mut peak = 0usize;
         loop {
             let finished = done.load(Ordering::SeqCst);
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE backend_type = 'client backend' AND application_name = $1",
-            )
-            .bind(app_name)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| crate::Error::sql("sampling pg_stat_activity", e))?;
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.as_str()))
+                .bind(value)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| crate::Error::sql("sampling pg_stat_activity", e))?;
             peak = peak.max(usize::try_from(n).unwrap_or(0));
             if finished {
                 return Ok::<_, crate::Error>(peak);

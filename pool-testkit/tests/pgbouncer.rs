@@ -42,41 +42,17 @@ fn bouncer_for(server: &TestServer) -> Option<pool_testkit::PgBouncerBuilder> {
     Some(builder)
 }
 
-/// Server connections to database `db`, counted on the server, every few
-/// ms while `work` runs; returns the peak.
+/// Server connections to database `db`, counted on the server while
+/// `work` runs; returns the peak.
 async fn peak_backends_during(
     server: &TestServer,
     db: &str,
     work: impl std::future::Future<Output = ()>,
 ) -> usize {
-    let mut probe = server.connect_admin().await.unwrap();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let sampler = async {
-        let mut peak = 0;
-        loop {
-            let finished = done.load(std::sync::atomic::Ordering::SeqCst);
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE backend_type = 'client backend' AND datname = $1",
-            )
-            .bind(db)
-            .fetch_one(&mut probe)
-            .await
-            .unwrap();
-            peak = peak.max(n as usize);
-            if finished {
-                return peak;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    let work = async {
-        work.await;
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-    };
-    let ((), peak) = tokio::join!(work, sampler);
-    probe.close().await.unwrap();
-    peak
+    pool_testkit::assert::peak_database_connections_during(server, db, work)
+        .await
+        .unwrap()
+        .1
 }
 
 async fn transaction_mode_caps_server_connections(server: &TestServer) {

@@ -1,11 +1,12 @@
 //! `&Pool` as an sqlx `Executor`: each call checks out a connection for the
 //! duration of that one query, like sqlx's own `&Pool`.
 //!
-//! With `pgbouncer = transaction`, a statement with binds runs unnamed
-//! inside [`PINNED_BEGIN`] … `COMMIT`: sqlx prepares, waits for the server
-//! (a Sync), then binds, and outside a transaction PgBouncer may give the
-//! second half another server connection. Statements without binds use the
-//! simple protocol, one message, and run as they are.
+//! With `pgbouncer = transaction`, a prepared statement (`sqlx::query`,
+//! even with no binds) runs unnamed inside [`PINNED_BEGIN`] … `COMMIT`:
+//! sqlx prepares, waits for the server (a Sync), then binds, and outside a
+//! transaction PgBouncer may give the second half another server
+//! connection. A simple-protocol statement (`sqlx::raw_sql`, a plain
+//! `&str`) is one message and runs as it is.
 //!
 //! The method set includes the hidden `describe` (sqlx-core's `offline`
 //! feature, which sqlx's `macros` feature turns on for the whole build), so
@@ -29,7 +30,7 @@ use crate::{Backend, PgBouncerMode};
 /// and never closed (sqlx names them `sqlx_s_1`, `sqlx_s_2`, … per client,
 /// so ours would clash with theirs: "prepared statement "sqlx_s_1" already
 /// exists"). Sent as one simple query, both run on the same server
-/// connection. Found by `pgbouncer::transaction_mode_mixed_workload`.
+/// connection. Found by `pgbouncer::transaction_mode_mixed_workload_8_pools_x_10`.
 pub(crate) const PINNED_BEGIN: &str = "BEGIN; DEALLOCATE ALL";
 
 /// What `fetch_many` returns.
@@ -60,9 +61,9 @@ impl<'q, DB: Database, E: Execute<'q, DB>> Execute<'q, DB> for Unnamed<E, DB::Ar
     }
 }
 
-/// With `pgbouncer = transaction`: `Some(query)` to run unnamed, and
-/// whether it needs a transaction around it (it has binds). `None`: run
-/// `query` as it is.
+/// With `pgbouncer = transaction`: `Ok` with the query to run unnamed and
+/// whether it needs a transaction around it (it is prepared, not sent with
+/// the simple protocol). `Err(query)` otherwise: run it as it is.
 fn pinned<'q, DB: Backend, E: Execute<'q, DB>>(
     pool: &Pool<DB>,
     query: E,

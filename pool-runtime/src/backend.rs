@@ -63,6 +63,13 @@ pub trait Backend: sqlx::Database {
         false
     }
 
+    /// How many times a connect found a host the pool's connections were
+    /// kept on failing its `target_session_attrs` check; a change means
+    /// the connections made before are on a host of the wrong role.
+    fn role_changes(_options: &Self::Options) -> u64 {
+        0
+    }
+
     /// Ends any transaction, including one begun with a raw `BEGIN` that
     /// sqlx does not track (for `ResetOnReturn::RollbackAlways`).
     fn rollback_any(
@@ -151,6 +158,10 @@ impl Backend for sqlx::Postgres {
     fn fails_over(options: &Self::Options) -> bool {
         use crate::TargetSessionAttrs::{Primary, ReadWrite};
         matches!(options.target_session_attrs(), ReadWrite | Primary)
+    }
+
+    fn role_changes(options: &Self::Options) -> u64 {
+        options.role_changes()
     }
 
     fn run_statement<'c>(

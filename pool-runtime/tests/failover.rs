@@ -963,3 +963,79 @@ async fn a_failed_pre_ping_replaces_the_connections_of_a_read_write_pool() {
     assert_eq!(totals.closed.invalidated, 3, "{totals:?}");
     pool.close().await;
 }
+
+/// A host that now fails its check (libpq's words) is a role change for
+/// a pool of any `target_session_attrs`: a `standby` pool's connections
+/// sit on node 1; node 1 is promoted (no connection is lost: a promotion
+/// keeps its sessions); the pool's next connect finds node 1 failing the
+/// standby check, and the connections made before are replaced, so the
+/// pool ends on node 2, the standby left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_now_fails_its_check_moves_the_pool() {
+    let cluster = tokio::task::spawn_blocking(|| {
+        Cluster::builder()
+            .backend(ServerKind::Local)
+            .standbys(2)
+            .start()
+            .expect("a primary and two standbys (local backend)")
+    })
+    .await
+    .unwrap();
+    let db = database(&cluster).await;
+    let url = url_over(
+        &cluster,
+        &[1, 2],
+        db.name(),
+        "?target_session_attrs=standby",
+    );
+    let app = pool_testkit::fixtures::unique_app_name("failover-check");
+    let mut s = settings(url, &app, 2);
+    s.max_overflow = 1;
+    let pool = Pool::<Postgres>::connect(s).await.unwrap();
+    let held = [pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+    assert_eq!(
+        cluster.connections_by_node(&app).await.unwrap(),
+        [Some(0), Some(2), Some(0)]
+    );
+
+    tokio::task::block_in_place(|| cluster.promote(1)).expect("promote node 1");
+    // The overflow connect tries node 1 first: it is a primary now.
+    let extra = pool.acquire().await.unwrap();
+    let standby: bool = {
+        let mut extra = extra;
+        let on = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(&mut *extra)
+            .await
+            .unwrap();
+        drop(extra);
+        on
+    };
+    assert!(standby, "the new connection went to the standby left");
+    drop(held);
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let held: Vec<_> = futures_util::future::join_all((0..2).map(|_| pool.acquire()))
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let counts = cluster.connections_by_node(&app).await.unwrap();
+        drop(held);
+        if counts[1] == Some(0) && counts[2] >= Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections still on the promoted node 1: {counts:?}; {}",
+            pool.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pool.status().totals.closed.invalidated,
+        2,
+        "{}",
+        pool.status()
+    );
+    pool.close().await;
+}

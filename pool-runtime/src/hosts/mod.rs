@@ -42,6 +42,7 @@ pub(crate) use pg::connect;
 
 #[cfg(feature = "postgres")]
 mod pg {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use rand::seq::SliceRandom;
@@ -49,7 +50,7 @@ mod pg {
     use sqlx::postgres::{PgConnectOptions, PgConnection};
 
     use super::HostAttempt;
-    use super::select::{Check, HostFailure, Selection, Verdict};
+    use super::select::{Check, HostFailure, KeptHosts, Selection, Verdict};
     use super::url::{HostList, query_pairs};
     use crate::{Error, LoadBalanceHosts, PoolSettings, TargetSessionAttrs};
 
@@ -66,6 +67,7 @@ mod pg {
         hosts: Vec<(PgConnectOptions, String)>,
         target_session_attrs: TargetSessionAttrs,
         load_balance_hosts: LoadBalanceHosts,
+        kept: Arc<KeptHosts>,
     }
 
     impl PgTargets {
@@ -101,6 +103,7 @@ mod pg {
                 hosts,
                 target_session_attrs: param(&query, settings.target_session_attrs, &bad)?,
                 load_balance_hosts: param(&query, settings.load_balance_hosts, &bad)?,
+                kept: Arc::default(),
             })
         }
 
@@ -122,6 +125,12 @@ mod pg {
         /// The `load_balance_hosts` in effect (the URL's, else the setting).
         pub fn load_balance_hosts(&self) -> LoadBalanceHosts {
             self.load_balance_hosts
+        }
+
+        /// Role changes seen by connects: a host the pool's connections
+        /// were kept on failed its check (see [`KeptHosts`]).
+        pub(crate) fn role_changes(&self) -> u64 {
+            self.kept.changes()
         }
 
         /// The most attempts one connect can make.
@@ -242,14 +251,29 @@ mod pg {
                     last_error = Some(error);
                 }
                 Ok(Ok((conn, answer))) => match selection.checked(answer) {
-                    Verdict::Keep => return Ok(conn),
+                    Verdict::Keep => {
+                        if check.sql().is_some() {
+                            targets.kept.kept(i);
+                        }
+                        return Ok(conn);
+                    }
                     Verdict::Reject => {
-                        tracing::debug!(
-                            target: "pool_runtime::events",
-                            host = %targets.hosts[i].1,
-                            %attrs,
-                            "host skipped: it failed the target_session_attrs check"
-                        );
+                        if targets.kept.rejected(i) {
+                            tracing::warn!(
+                                target: "pool_runtime::events",
+                                host = %targets.hosts[i].1,
+                                %attrs,
+                                "a host the pool's connections are on now fails the \
+                                 target_session_attrs check: replacing them"
+                            );
+                        } else {
+                            tracing::debug!(
+                                target: "pool_runtime::events",
+                                host = %targets.hosts[i].1,
+                                %attrs,
+                                "host skipped: it failed the target_session_attrs check"
+                            );
+                        }
                         // Closed before the next host is tried, so a server
                         // never keeps a session of ours it should not have.
                         drop(tokio::time::timeout(timeout, conn.close()).await);

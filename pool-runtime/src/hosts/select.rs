@@ -5,6 +5,7 @@
 //! that every rule (order, the checks, prefer-standby's two passes, what
 //! the final error lists) is unit-tested without a server.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::TargetSessionAttrs;
@@ -235,6 +236,50 @@ impl Selection {
     }
 }
 
+/// The hosts a pool's connections were kept on since the last role change
+/// it saw. One of them failing its check now has changed role under those
+/// connections (a standby promoted under a `standby` pool, a primary
+/// demoted under a `read-write` one): libpq's "a host that now fails its
+/// check", after which the pool replaces its connections. Hosts past the
+/// 64th are not tracked.
+#[derive(Debug, Default)]
+pub(crate) struct KeptHosts {
+    kept: AtomicU64,
+    changes: AtomicU64,
+}
+
+impl KeptHosts {
+    /// A connection to `host` passed its check and was kept.
+    pub(crate) fn kept(&self, host: usize) {
+        if let Some(bit) = Self::bit(host) {
+            self.kept.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+
+    /// `host` failed its check; whether connections had been kept on it
+    /// (a role change, counted once until one is kept there again).
+    pub(crate) fn rejected(&self, host: usize) -> bool {
+        let Some(bit) = Self::bit(host) else {
+            return false;
+        };
+        let was = self.kept.fetch_and(!bit, Ordering::Relaxed);
+        let changed = was & bit != 0;
+        if changed {
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        }
+        changed
+    }
+
+    /// Role changes seen so far.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    fn bit(host: usize) -> Option<u64> {
+        u32::try_from(host).ok().and_then(|h| 1u64.checked_shl(h))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,5 +432,22 @@ mod tests {
                 assert!(tried.len() <= Selection::max_attempts(attrs, servers.len()));
             }
         }
+    }
+
+    #[test]
+    fn a_kept_host_that_fails_its_check_is_a_role_change_once() {
+        let k = KeptHosts::default();
+        assert!(!k.rejected(1), "never kept: a standby skipped as usual");
+        k.kept(1);
+        k.kept(2);
+        assert!(k.rejected(1));
+        assert!(!k.rejected(1), "counted once");
+        assert_eq!(k.changes(), 1);
+        k.kept(1);
+        assert!(k.rejected(1), "kept again, then changed again");
+        assert!(k.rejected(2));
+        assert_eq!(k.changes(), 3);
+        k.kept(64);
+        assert!(!k.rejected(64), "past the 64th host: not tracked");
     }
 }

@@ -104,9 +104,19 @@ async fn connect<DB: Backend>(shared: &Shared<DB>) -> Result<(DB::Connection, u6
             retry_in: held.retry_in,
         });
     }
+    let role_changes = DB::role_changes(&target.options);
     let connect = DB::connect(&target.options, settings.connect_timeout, &target.url).await;
     let error = match connect {
         Ok(mut raw) => {
+            // The connect found a host the pool's connections are on in
+            // another role: those are replaced, this one (on a host that
+            // passed) is of the new epoch.
+            let epoch = if DB::role_changes(&target.options) != role_changes {
+                shared.invalidate(Some(epoch));
+                shared.lock().epoch
+            } else {
+                epoch
+            };
             // Once per pool: a server that refuses the probe is not asked
             // again on every connect.
             let probe = !shared.limits_probed.swap(true, Ordering::Relaxed);

@@ -1039,3 +1039,39 @@ async fn a_host_that_now_fails_its_check_moves_the_pool() {
     );
     pool.close().await;
 }
+
+/// A black-holed primary (it stops answering, as a lost zone does) costs
+/// one `connect_timeout`, not one per connect: once a connect found it
+/// unreachable, the next ones try the promoted standby first for a while.
+/// Counted at node 0's proxy: one connection attempt for five connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_host_costs_one_connect_timeout_not_one_per_connect() {
+    let (cluster, _db, url) = writes_cluster().await;
+    let app = pool_testkit::fixtures::unique_app_name("failover-blackhole");
+    let mut s = settings(url, &app, 1);
+    s.connect_timeout = Duration::from_millis(500);
+    let pool = Pool::<Postgres>::connect(s).await.unwrap();
+    tokio::task::block_in_place(|| {
+        cluster.partition(0)?;
+        cluster.promote(1)
+    })
+    .expect("partition node 0, promote node 1");
+    let before = cluster.proxy(0).accepted_connections();
+    for _ in 0..5 {
+        // Every connection made so far goes: the next write connects.
+        pool.invalidate_all();
+        let port: i32 = sqlx::query_scalar(
+            "INSERT INTO writes (port) VALUES (inet_server_port()) RETURNING port",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(node_of(&cluster, port), 1);
+    }
+    let tried = cluster.proxy(0).accepted_connections() - before;
+    assert_eq!(
+        tried, 1,
+        "connects sent to the black-holed node 0: {tried} for 5 connects"
+    );
+    pool.close().await;
+}

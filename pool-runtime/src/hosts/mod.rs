@@ -50,7 +50,7 @@ mod pg {
     use sqlx::postgres::{PgConnectOptions, PgConnection};
 
     use super::HostAttempt;
-    use super::select::{Check, HostFailure, KeptHosts, Selection, Verdict};
+    use super::select::{Check, HostBook, HostFailure, Selection, Verdict};
     use super::url::{HostList, query_pairs};
     use crate::{Error, LoadBalanceHosts, PoolSettings, TargetSessionAttrs};
 
@@ -67,7 +67,7 @@ mod pg {
         hosts: Vec<(PgConnectOptions, String)>,
         target_session_attrs: TargetSessionAttrs,
         load_balance_hosts: LoadBalanceHosts,
-        kept: Arc<KeptHosts>,
+        book: Arc<HostBook>,
     }
 
     impl PgTargets {
@@ -91,6 +91,7 @@ mod pg {
                     .collect::<Result<Vec<_>, _>>()?,
                 None => vec![one(raw)?],
             };
+            let host_count = hosts.len();
             let hosts = hosts
                 .into_iter()
                 .map(|o| {
@@ -103,7 +104,7 @@ mod pg {
                 hosts,
                 target_session_attrs: param(&query, settings.target_session_attrs, &bad)?,
                 load_balance_hosts: param(&query, settings.load_balance_hosts, &bad)?,
-                kept: Arc::default(),
+                book: Arc::new(HostBook::new(host_count)),
             })
         }
 
@@ -128,9 +129,9 @@ mod pg {
         }
 
         /// Role changes seen by connects: a host the pool's connections
-        /// were kept on failed its check (see [`KeptHosts`]).
+        /// were kept on failed its check (see [`HostBook`]).
         pub(crate) fn role_changes(&self) -> u64 {
-            self.kept.changes()
+            self.book.role_changes()
         }
 
         /// The most attempts one connect can make.
@@ -231,6 +232,7 @@ mod pg {
         if targets.load_balance_hosts == LoadBalanceHosts::Random {
             order.shuffle(&mut rand::rng());
         }
+        let order = targets.book.order(order, std::time::Instant::now());
         let mut selection = Selection::new(attrs, order);
         // The driver's own error, for a single host: a refusal of
         // credentials keeps its SQLSTATE (the back-off reads it).
@@ -239,8 +241,17 @@ mod pg {
             let options = &targets.hosts[i].0;
             let check = selection.check();
             match tokio::time::timeout(timeout, open_checked(options, check)).await {
-                Err(_) => selection.failed(HostFailure::TimedOut(timeout)),
+                Err(_) => {
+                    targets.book.unreachable(i, std::time::Instant::now());
+                    selection.failed(HostFailure::TimedOut(timeout));
+                }
                 Ok(Err(error)) => {
+                    // No answer from a server (refused, reset, TLS): tried
+                    // last for a while. A server's own refusal (a
+                    // SQLSTATE) is an answer.
+                    if error.as_database_error().is_none() {
+                        targets.book.unreachable(i, std::time::Instant::now());
+                    }
                     selection.failed(HostFailure::Failed {
                         reason: crate::error::connect_text(&error),
                         sqlstate: error
@@ -253,12 +264,14 @@ mod pg {
                 Ok(Ok((conn, answer))) => match selection.checked(answer) {
                     Verdict::Keep => {
                         if check.sql().is_some() {
-                            targets.kept.kept(i);
+                            targets.book.kept(i);
+                        } else {
+                            targets.book.reached(i);
                         }
                         return Ok(conn);
                     }
                     Verdict::Reject => {
-                        if targets.kept.rejected(i) {
+                        if targets.book.rejected(i) {
                             tracing::warn!(
                                 target: "pool_runtime::events",
                                 host = %targets.hosts[i].1,

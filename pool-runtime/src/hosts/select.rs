@@ -5,8 +5,8 @@
 //! that every rule (order, the checks, prefer-standby's two passes, what
 //! the final error lists) is unit-tested without a server.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::TargetSessionAttrs;
 
@@ -236,47 +236,109 @@ impl Selection {
     }
 }
 
-/// The hosts a pool's connections were kept on since the last role change
-/// it saw. One of them failing its check now has changed role under those
+/// How long a host found unreachable is tried last (pgjdbc's
+/// `hostRecheckSeconds` default): a black-holed host then costs one
+/// `connect_timeout`, not one per connect.
+pub(crate) const RECHECK_UNREACHABLE: Duration = Duration::from_secs(10);
+
+/// What connects have learned about each host, kept between them (as
+/// pgjdbc keeps its host status): the hosts the pool's connections were
+/// kept on, and the hosts found unreachable lately. No I/O.
+///
+/// A kept-on host that now fails its check has changed role under those
 /// connections (a standby promoted under a `standby` pool, a primary
 /// demoted under a `read-write` one): libpq's "a host that now fails its
-/// check", after which the pool replaces its connections. Hosts past the
-/// 64th are not tracked.
-#[derive(Debug, Default)]
-pub(crate) struct KeptHosts {
-    kept: AtomicU64,
-    changes: AtomicU64,
+/// check", after which the pool replaces its connections. An unreachable
+/// host goes to the end of the order for [`RECHECK_UNREACHABLE`]; it is
+/// still tried when every other host fails.
+#[derive(Debug)]
+pub(crate) struct HostBook {
+    book: Mutex<Book>,
 }
 
-impl KeptHosts {
-    /// A connection to `host` passed its check and was kept.
-    pub(crate) fn kept(&self, host: usize) {
-        if let Some(bit) = Self::bit(host) {
-            self.kept.fetch_or(bit, Ordering::Relaxed);
+#[derive(Debug)]
+struct Book {
+    kept: Vec<bool>,
+    unreachable_until: Vec<Option<Instant>>,
+    role_changes: u64,
+}
+
+impl HostBook {
+    pub(crate) fn new(hosts: usize) -> Self {
+        Self {
+            book: Mutex::new(Book {
+                kept: vec![false; hosts],
+                unreachable_until: vec![None; hosts],
+                role_changes: 0,
+            }),
         }
     }
 
-    /// `host` failed its check; whether connections had been kept on it
-    /// (a role change, counted once until one is kept there again).
+    /// `order` with the hosts found unreachable lately moved to its end,
+    /// each group in its own order.
+    pub(crate) fn order(&self, order: Vec<usize>, now: Instant) -> Vec<usize> {
+        let book = self.lock();
+        let (mut fine, down): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&h| {
+            !book
+                .unreachable_until
+                .get(h)
+                .copied()
+                .flatten()
+                .is_some_and(|t| now < t)
+        });
+        fine.extend(down);
+        fine
+    }
+
+    /// A connection to `host` passed its check and was kept.
+    pub(crate) fn kept(&self, host: usize) {
+        let mut book = self.lock();
+        if let Some(kept) = book.kept.get_mut(host) {
+            *kept = true;
+        }
+        book.reached(host);
+    }
+
+    /// A connection to `host` was kept with no check to pass.
+    pub(crate) fn reached(&self, host: usize) {
+        self.lock().reached(host);
+    }
+
+    /// `host` answered but failed its check; whether connections had been
+    /// kept on it (a role change, counted once until one is kept there
+    /// again).
     pub(crate) fn rejected(&self, host: usize) -> bool {
-        let Some(bit) = Self::bit(host) else {
-            return false;
-        };
-        let was = self.kept.fetch_and(!bit, Ordering::Relaxed);
-        let changed = was & bit != 0;
+        let mut book = self.lock();
+        book.reached(host);
+        let changed = book.kept.get_mut(host).is_some_and(std::mem::take);
         if changed {
-            self.changes.fetch_add(1, Ordering::Relaxed);
+            book.role_changes += 1;
         }
         changed
     }
 
-    /// Role changes seen so far.
-    pub(crate) fn changes(&self) -> u64 {
-        self.changes.load(Ordering::Relaxed)
+    /// `host` could not be reached (timed out, refused, reset).
+    pub(crate) fn unreachable(&self, host: usize, now: Instant) {
+        if let Some(until) = self.lock().unreachable_until.get_mut(host) {
+            *until = Some(now + RECHECK_UNREACHABLE);
+        }
     }
 
-    fn bit(host: usize) -> Option<u64> {
-        u32::try_from(host).ok().and_then(|h| 1u64.checked_shl(h))
+    /// Role changes seen so far.
+    pub(crate) fn role_changes(&self) -> u64 {
+        self.lock().role_changes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Book {
+    fn reached(&mut self, host: usize) {
+        if let Some(until) = self.unreachable_until.get_mut(host) {
+            *until = None;
+        }
     }
 }
 
@@ -436,18 +498,45 @@ mod tests {
 
     #[test]
     fn a_kept_host_that_fails_its_check_is_a_role_change_once() {
-        let k = KeptHosts::default();
+        let k = HostBook::new(3);
         assert!(!k.rejected(1), "never kept: a standby skipped as usual");
         k.kept(1);
         k.kept(2);
         assert!(k.rejected(1));
         assert!(!k.rejected(1), "counted once");
-        assert_eq!(k.changes(), 1);
+        assert_eq!(k.role_changes(), 1);
         k.kept(1);
         assert!(k.rejected(1), "kept again, then changed again");
         assert!(k.rejected(2));
-        assert_eq!(k.changes(), 3);
-        k.kept(64);
-        assert!(!k.rejected(64), "past the 64th host: not tracked");
+        assert_eq!(k.role_changes(), 3);
+        k.kept(7);
+        assert!(!k.rejected(7), "no such host");
+    }
+
+    #[test]
+    fn an_unreachable_host_is_tried_last_until_the_recheck() {
+        let k = HostBook::new(3);
+        let t0 = Instant::now();
+        assert_eq!(k.order(vec![0, 1, 2], t0), [0, 1, 2]);
+        k.unreachable(0, t0);
+        assert_eq!(k.order(vec![0, 1, 2], t0), [1, 2, 0]);
+        assert_eq!(
+            k.order(vec![2, 0, 1], t0),
+            [2, 1, 0],
+            "shuffled orders keep theirs"
+        );
+        let later = t0 + RECHECK_UNREACHABLE;
+        assert_eq!(
+            k.order(vec![0, 1, 2], later),
+            [0, 1, 2],
+            "rechecked after the window"
+        );
+        k.unreachable(1, t0);
+        k.rejected(1);
+        assert_eq!(
+            k.order(vec![0, 1, 2], t0),
+            [1, 2, 0],
+            "an answer clears the mark"
+        );
     }
 }

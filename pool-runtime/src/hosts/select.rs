@@ -278,14 +278,10 @@ impl HostBook {
     /// each group in its own order.
     pub(crate) fn order(&self, order: Vec<usize>, now: Instant) -> Vec<usize> {
         let book = self.lock();
-        let (mut fine, down): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&h| {
-            !book
-                .unreachable_until
-                .get(h)
-                .copied()
-                .flatten()
-                .is_some_and(|t| now < t)
-        });
+        let down_until = |h: usize| book.unreachable_until.get(h).copied().flatten();
+        let (mut fine, down): (Vec<usize>, Vec<usize>) = order
+            .into_iter()
+            .partition(|&h| down_until(h).is_none_or(|until| now >= until));
         fine.extend(down);
         fine
     }

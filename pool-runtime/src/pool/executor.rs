@@ -2,7 +2,7 @@
 //! duration of that one query, like sqlx's own `&Pool`.
 //!
 //! With `pgbouncer = transaction`, a prepared statement (`sqlx::query`,
-//! even with no binds) runs unnamed inside [`PINNED_BEGIN`] … `COMMIT`:
+//! even with no binds) runs unnamed inside [`PINNED_BEGIN`](super::transaction::PINNED_BEGIN) … `COMMIT`:
 //! sqlx prepares, waits for the server (a Sync), then binds, and outside a
 //! transaction PgBouncer may give the second half another server
 //! connection. A simple-protocol statement (`sqlx::raw_sql`, a plain
@@ -22,16 +22,9 @@ use sqlx::{Database, Either, Execute, Executor};
 use sqlx_core::sql_str::SqlStr;
 use sqlx_core::transaction::TransactionManager;
 
+use super::transaction::begin_on;
 use super::{Pool, PooledConnection};
 use crate::{Backend, PgBouncerMode};
-
-/// How a transaction starts behind PgBouncer in transaction mode: the
-/// server connection it gets may hold statements another client prepared
-/// and never closed (sqlx names them `sqlx_s_1`, `sqlx_s_2`, … per client,
-/// so ours would clash with theirs: "prepared statement "sqlx_s_1" already
-/// exists"). Sent as one simple query, both run on the same server
-/// connection. Found by `pgbouncer::transaction_mode_mixed_workload_8_pools_x_10`.
-pub(crate) const PINNED_BEGIN: &str = "BEGIN; DEALLOCATE ALL";
 
 /// What `fetch_many` returns.
 type Rows<'e, DB> = BoxStream<
@@ -81,25 +74,6 @@ fn pinned<'q, DB: Backend, E: Execute<'q, DB>>(
         },
         binds,
     ))
-}
-
-/// Begins the transaction a pinned statement runs in. A connection whose
-/// `BEGIN` was in flight when the caller gave up is closed, not reused:
-/// the server may be in a transaction sqlx does not count (as in
-/// [`Transaction::begin`](super::Transaction)). Found by
-/// `pgbouncer::cancelled_statements_leave_no_open_transaction_behind`.
-pub(crate) async fn begin_pinned<DB: Backend>(
-    conn: &mut PooledConnection<DB>,
-) -> Result<(), sqlx::Error> {
-    conn.discard_as(crate::CloseReason::Discarded);
-    let result = DB::TransactionManager::begin(conn, Some(SqlStr::from_static(PINNED_BEGIN))).await;
-    match &result {
-        Ok(()) => conn.keep(),
-        Err(error) => {
-            conn.report_error(error);
-        }
-    }
-    result
 }
 
 /// Commits the transaction a pinned statement ran in.
@@ -155,7 +129,7 @@ where
         Box::pin(async move {
             let mut conn = acquire.await?;
             if pinned {
-                begin_pinned(&mut conn).await?;
+                begin_on(&mut conn).await?;
             }
             let result = conn.prepare_with(sql, parameters).await;
             if pinned && result.is_ok() {
@@ -178,7 +152,7 @@ where
         Box::pin(async move {
             let mut conn = acquire.await?;
             if pinned {
-                begin_pinned(&mut conn).await?;
+                begin_on(&mut conn).await?;
             }
             let result = conn.describe(sql).await;
             if pinned && result.is_ok() {
@@ -205,7 +179,7 @@ where
         async_stream::try_stream! {
             let mut conn = acquire.await?;
             if in_transaction {
-                begin_pinned(&mut conn).await?;
+                begin_on(&mut conn).await?;
             }
             let failed = {
                 let mut rows = conn.fetch_many(query);
@@ -246,7 +220,7 @@ where
 {
     let mut conn = acquire.await?;
     if in_transaction {
-        begin_pinned(&mut conn).await?;
+        begin_on(&mut conn).await?;
     }
     let result = conn.fetch_optional(query).await;
     match &result {

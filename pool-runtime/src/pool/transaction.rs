@@ -2,6 +2,7 @@
 
 use std::ops::{Deref, DerefMut};
 
+use sqlx_core::sql_str::SqlStr;
 use sqlx_core::transaction::TransactionManager;
 
 use super::PooledConnection;
@@ -31,21 +32,7 @@ pub struct Transaction<DB: Backend> {
 
 impl<DB: Backend> Transaction<DB> {
     pub(crate) async fn begin(mut conn: PooledConnection<DB>) -> Result<Self, Error> {
-        // If this future is dropped (or fails) while BEGIN is in flight, the
-        // server may already be in a transaction that sqlx does not count:
-        // its depth goes up only once the answer is read, and its own guard
-        // then queues no rollback. Neither the reset on return nor the next
-        // user would notice, and the next user's autocommit writes would
-        // silently never commit. Such a connection is closed, not reused
-        // (found by `faults_cancel::a_begin_cancelled_in_flight_does_not_poison_the_next_user`).
-        conn.discard_as(crate::CloseReason::Discarded);
-        if conn.pool().settings.pgbouncer == crate::PgBouncerMode::Transaction {
-            super::executor::begin_pinned(&mut conn).await?;
-        } else if let Err(error) = DB::TransactionManager::begin(&mut conn, None).await {
-            conn.report_error(&error);
-            return Err(error.into());
-        }
-        conn.keep();
+        begin_on(&mut conn).await?;
         Ok(Self { conn, open: true })
     }
 
@@ -111,4 +98,41 @@ impl<DB: Backend> Drop for Transaction<DB> {
             DB::TransactionManager::start_rollback(&mut self.conn);
         }
     }
+}
+
+/// How a transaction starts behind PgBouncer in transaction mode: the
+/// server connection it gets may hold statements another client prepared
+/// and never closed (sqlx names them `sqlx_s_1`, `sqlx_s_2`, … per client,
+/// so ours would clash with theirs: "prepared statement "sqlx_s_1" already
+/// exists"). Sent as one simple query, both run on the same server
+/// connection. Found by `pgbouncer::transaction_mode_mixed_workload_8_pools_x_10`.
+pub(crate) const PINNED_BEGIN: &str = "BEGIN; DEALLOCATE ALL";
+
+/// Begins a transaction on `conn` (with [`PINNED_BEGIN`] behind PgBouncer
+/// in transaction mode), for [`Transaction`] and for `&Pool`'s pinned
+/// statements.
+///
+/// If this future is dropped (or fails) while BEGIN is in flight, the
+/// server may already be in a transaction that sqlx does not count: its
+/// depth goes up only once the answer is read, and its own guard then
+/// queues no rollback. Neither the reset on return nor the next user would
+/// notice, and the next user's autocommit writes would silently never
+/// commit. Such a connection is closed, not reused (found by
+/// `faults_cancel::a_begin_cancelled_in_flight_does_not_poison_the_next_user`,
+/// and for `&Pool` by
+/// `pgbouncer::cancelled_statements_leave_no_open_transaction_behind`).
+pub(crate) async fn begin_on<DB: Backend>(
+    conn: &mut PooledConnection<DB>,
+) -> Result<(), sqlx::Error> {
+    conn.discard_as(crate::CloseReason::Discarded);
+    let statement = (conn.pool().settings.pgbouncer == crate::PgBouncerMode::Transaction)
+        .then(|| SqlStr::from_static(PINNED_BEGIN));
+    let result = DB::TransactionManager::begin(conn, statement).await;
+    match &result {
+        Ok(()) => conn.keep(),
+        Err(error) => {
+            conn.report_error(error);
+        }
+    }
+    result
 }

@@ -295,10 +295,11 @@ pub enum PgBouncerMode {
     /// PgBouncer's pool size.
     Session,
     /// PgBouncer in transaction mode: a server connection per transaction.
-    /// `&Pool` statements with binds run unnamed inside `BEGIN` … `COMMIT`
-    /// (two more round trips), `Pool::begin` clears other clients'
-    /// prepared statements first, the statement cache is off, and
-    /// `Pool::acquire` is refused with [`Error::PgBouncerTransactionMode`](crate::Error::PgBouncerTransactionMode).
+    /// A prepared `&Pool` statement runs unnamed inside `BEGIN` …
+    /// `COMMIT` (4 round trips where a cached statement takes 1),
+    /// `Pool::begin` clears other clients' prepared statements first, the
+    /// statement cache is off, and `Pool::acquire` is refused with
+    /// [`Error::PgBouncerTransactionMode`](crate::Error::PgBouncerTransactionMode).
     Transaction,
 }
 
@@ -310,6 +311,23 @@ impl FromStr for PgBouncerMode {
             s,
             &[Self::Off, Self::Session, Self::Transaction],
         )
+    }
+}
+
+impl PgBouncerMode {
+    /// Its canonical spelling in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Session => "session",
+            Self::Transaction => "transaction",
+        }
+    }
+}
+
+impl fmt::Display for PgBouncerMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -334,16 +352,6 @@ impl FromStr for ReadBalance {
             s,
             &[Self::RoundRobin, Self::LeastBusy],
         )
-    }
-}
-
-impl fmt::Display for PgBouncerMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Off => "off",
-            Self::Session => "session",
-            Self::Transaction => "transaction",
-        })
     }
 }
 
@@ -676,11 +684,7 @@ impl PoolSettings {
             health_warning_percent: Some(self.health.warning_percent),
             health_critical_percent: Some(self.health.critical_percent),
             hosts: Some(self.hosts.as_deref()),
-            pgbouncer: Some(match self.pgbouncer {
-                PgBouncerMode::Off => "off",
-                PgBouncerMode::Session => "session",
-                PgBouncerMode::Transaction => "transaction",
-            }),
+            pgbouncer: Some(self.pgbouncer.as_str()),
             pgbouncer_pool_size: Some(self.pgbouncer_pool_size.map(u64::from)),
         }
     }

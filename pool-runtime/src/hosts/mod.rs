@@ -51,13 +51,8 @@ mod pg {
 
     use super::HostAttempt;
     use super::select::{Check, HostBook, HostFailure, Selection, Verdict};
-    use super::url::{HostList, query_pairs};
+    use super::url::{host_urls, query_pairs};
     use crate::{Error, LoadBalanceHosts, PoolSettings, TargetSessionAttrs};
-
-    /// The parameters this module reads; sqlx does not know them (it
-    /// warns about each unknown one), so they are taken out of the URL
-    /// each host's options are parsed from.
-    const OWN_PARAMS: &[&str] = &["target_session_attrs", "load_balance_hosts"];
 
     /// Where a PostgreSQL pool connects: one set of sqlx connect options
     /// per host of the URL, and how to choose among them. Its `Debug`
@@ -82,15 +77,11 @@ mod pg {
                 url: settings.url.redacted(),
                 reason,
             };
-            let list = HostList::parse(raw).map_err(bad)?;
-            let hosts = match &list {
-                Some(list) => list
-                    .hosts
-                    .iter()
-                    .map(|host| one(&list.url_for(host, OWN_PARAMS)))
-                    .collect::<Result<Vec<_>, _>>()?,
-                None => vec![one(raw)?],
-            };
+            let hosts = host_urls(raw)
+                .map_err(bad)?
+                .iter()
+                .map(|url| one(url))
+                .collect::<Result<Vec<_>, _>>()?;
             let host_count = hosts.len();
             let hosts = hosts
                 .into_iter()

@@ -95,6 +95,24 @@ fn split_tail(tail: &str) -> (&str, Option<&str>, Option<&str>) {
     }
 }
 
+/// The parameters the pool reads itself; sqlx does not know them (it
+/// warns about each unknown one), so they are left out of the URL each
+/// host's options are parsed from.
+pub(crate) const OWN_PARAMS: &[&str] = &["target_session_attrs", "load_balance_hosts"];
+
+/// One single-host URL per host of `url`, in its order, without
+/// [`OWN_PARAMS`]; `url` itself when it has no `scheme://`.
+pub(crate) fn host_urls(url: &str) -> Result<Vec<String>, String> {
+    Ok(match HostList::parse(url)? {
+        Some(list) => list
+            .hosts
+            .iter()
+            .map(|host| list.url_for(host, OWN_PARAMS))
+            .collect(),
+        None => vec![url.to_owned()],
+    })
+}
+
 /// Whether `url` parses as a URL, each host of a multi-host URL on its own.
 pub(crate) fn parse_check(url: &str) -> Result<(), ::url::ParseError> {
     match HostList::parse(url) {

@@ -26,7 +26,7 @@ mod handle {
 
     use super::probe::Checker;
     use super::router::{Observation, Route, Router};
-    use crate::hosts::url::{HostList, query_pairs};
+    use crate::hosts::url::{host_urls, query_pairs};
     use crate::observe::metrics::ReplicaMetrics;
     use crate::observe::status::{NodeRole, NodeStatus, ReplicaStatus};
     use crate::{
@@ -133,14 +133,15 @@ mod handle {
             let (writer_settings, node_settings) = split(&settings)?;
             let mut checkers = Vec::new();
             let mut nodes = Vec::new();
-            for (label, s) in node_settings {
+            for mut s in node_settings {
                 let options = <Postgres as Backend>::options(&s)?;
-                let one = options
-                    .hosts()
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| bad(&settings, "has no host"))?;
-                checkers.push(Checker::new(one));
+                let (Some(one), Some(label)) = (options.hosts().next(), options.labels().next())
+                else {
+                    return Err(bad(&settings, "has no host"));
+                };
+                checkers.push(Checker::new(one.clone()));
+                let label = label.to_owned();
+                s.name = format!("{}@{label}", settings.name);
                 nodes.push(Node {
                     label,
                     pool: Pool::connect_lazy(s)?,
@@ -437,8 +438,6 @@ mod handle {
         }
     }
 
-    /// The write pool's settings, and each host's read pool settings with
-    /// its `host:port`.
     /// The connection budget of one node: the write pool goes to whichever
     /// node is primary, so every node must hold it beside its own read
     /// pool and the handle's check connection, times `replicas` copies of
@@ -471,19 +470,11 @@ mod handle {
         })
     }
 
-    fn split(
-        settings: &PoolSettings,
-    ) -> Result<(PoolSettings, Vec<(String, PoolSettings)>), Error> {
+    /// The write pool's settings, and each host's read pool settings (the
+    /// handle names them once their options give the `host:port`).
+    fn split(settings: &PoolSettings) -> Result<(PoolSettings, Vec<PoolSettings>), Error> {
         let raw = settings.url.expose();
-        let hosts = match HostList::parse(raw) {
-            Ok(Some(list)) => list
-                .hosts
-                .iter()
-                .map(|h| list.url_for(h, &["target_session_attrs", "load_balance_hosts"]))
-                .collect::<Vec<_>>(),
-            Ok(None) => vec![raw.to_owned()],
-            Err(reason) => return Err(bad(settings, &reason)),
-        };
+        let hosts = host_urls(raw).map_err(|reason| bad(settings, &reason))?;
         if hosts.len() == 1 && !settings.read_fallback {
             return Err(bad(
                 settings,
@@ -531,12 +522,9 @@ mod handle {
                 s.url = crate::Secret::new(url);
                 s.target_session_attrs = TargetSessionAttrs::Any;
                 s.load_balance_hosts = LoadBalanceHosts::Disable;
-                let options = <Postgres as Backend>::options(&s)?;
-                let label = options.labels().next().unwrap_or_default().to_owned();
-                s.name = format!("{}@{label}", settings.name);
-                Ok((label, s))
+                s
             })
-            .collect::<Result<Vec<_>, Error>>()?;
+            .collect();
         Ok((writer, nodes))
     }
 

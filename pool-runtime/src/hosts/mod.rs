@@ -318,28 +318,24 @@ mod pg {
     }
 
     /// Connects and asks what `check` asks: `Some(true)` for a read-only
-    /// session or a server in recovery. The check is not cached as a
-    /// prepared statement (PgBouncer in transaction mode, and the cache
-    /// is the user's).
+    /// session or a server in recovery. The check goes as one
+    /// simple-protocol message: nothing prepared (the cache is the
+    /// user's), and nothing a pooler in transaction mode could split
+    /// between two server connections (as it can a Parse, Sync, Bind).
     async fn open_checked(
         options: &PgConnectOptions,
         check: Check,
     ) -> Result<(PgConnection, Option<bool>), sqlx::Error> {
+        use sqlx::Row;
         let mut conn = crate::tls::connect(options).await?;
         let Some(sql) = check.sql() else {
             return Ok((conn, None));
         };
+        let row = sqlx::raw_sql(sql).fetch_one(&mut conn).await?;
         let answer = if check == Check::ReadOnly {
-            let on: String = sqlx::query_scalar(sql)
-                .persistent(false)
-                .fetch_one(&mut conn)
-                .await?;
-            on == "on"
+            row.try_get::<String, _>(0)? == "on"
         } else {
-            sqlx::query_scalar(sql)
-                .persistent(false)
-                .fetch_one(&mut conn)
-                .await?
+            row.try_get::<bool, _>(0)?
         };
         Ok((conn, Some(answer)))
     }

@@ -20,13 +20,14 @@
 
 use std::time::Duration;
 
-use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, Row};
 
 use super::router::Observation;
 
-/// Role and lag in one round trip; not prepared (PgBouncer in transaction
-/// mode, and no statement cache to grow).
+/// Role and lag in one round trip, as one simple-protocol message: not
+/// prepared (no statement cache to grow), and nothing a pooler in
+/// transaction mode could split between two server connections.
 const CHECK: &str = "SELECT pg_is_in_recovery(), \
      CASE WHEN NOT pg_is_in_recovery() \
             OR pg_last_wal_receive_lsn() IS NULL \
@@ -79,10 +80,8 @@ impl Checker {
             Some(conn) => conn,
             none => none.insert(crate::tls::connect(&self.options).await?),
         };
-        let (in_recovery, lag): (bool, f64) = sqlx::query_as(CHECK)
-            .persistent(false)
-            .fetch_one(conn)
-            .await?;
+        let row = sqlx::raw_sql(CHECK).fetch_one(conn).await?;
+        let (in_recovery, lag): (bool, f64) = (row.try_get(0)?, row.try_get(1)?);
         Ok(Observation::Up {
             in_recovery,
             lag: Duration::try_from_secs_f64(lag).unwrap_or(Duration::ZERO),

@@ -66,13 +66,13 @@ fn pinned<'q, DB: Backend, E: Execute<'q, DB>>(
     }
     let mut query = query;
     let arguments = query.take_arguments();
-    let binds = !matches!(arguments, Ok(None));
+    let prepared = !matches!(arguments, Ok(None));
     Ok((
         Unnamed {
             query,
             arguments: Some(arguments),
         },
-        binds,
+        prepared,
     ))
 }
 
@@ -97,7 +97,7 @@ where
     {
         let acquire = self.checkout();
         match pinned(self, query) {
-            Ok((unnamed, binds)) => rows(acquire, unnamed, binds),
+            Ok((unnamed, prepared)) => rows(acquire, unnamed, prepared),
             Err(query) => rows(acquire, query, false),
         }
     }
@@ -111,7 +111,7 @@ where
     {
         let acquire = self.checkout();
         match pinned(self, query) {
-            Ok((unnamed, binds)) => Box::pin(optional(acquire, unnamed, binds)),
+            Ok((unnamed, prepared)) => Box::pin(optional(acquire, unnamed, prepared)),
             Err(query) => Box::pin(optional(acquire, query, false)),
         }
     }
@@ -167,7 +167,7 @@ where
 }
 
 /// The rows of one statement on a connection checked out for it, inside a
-/// transaction when `in_transaction` (a pinned statement with binds).
+/// transaction when `in_transaction` (a pinned prepared statement).
 fn rows<'e, 'q: 'e, DB, E, A>(acquire: A, query: E, in_transaction: bool) -> Rows<'e, DB>
 where
     DB: Backend,
